@@ -1,0 +1,779 @@
+#!/usr/bin/env python3
+"""Benchmark sidekick against nginx and HAProxy on this machine.
+
+    python3 bench/run.py            # full run, writes bench/RESULTS.md
+    python3 bench/run.py --quick    # short run (CI), writes bench/RESULTS-quick.md
+
+Installs the tools it needs (nginx-light, haproxy, wrk, nghttp2-client, curl)
+with apt-get when they are missing, builds sidekick with
+`cargo build --release`, starts four nginx backends plus every proxy under
+test on free loopback ports, measures, prints the results and writes them as
+Markdown. Every process it starts is stopped when it exits.
+
+CPU budget: the proxy under test runs on CPU 1; the load generators, the
+backends and this script share CPU 0.
+"""
+
+import argparse
+import atexit
+import datetime
+import http.client
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+SIDEKICK = ROOT / "target" / "release" / "sidekick"
+
+PROXIES = ["direct", "sidekick", "sidekick-default", "nginx", "haproxy"]
+FIGURES = ["small", "latency", "large", "memory", "failover"]
+APT_PACKAGES = ["nginx-light", "haproxy", "wrk", "nghttp2-client", "curl"]
+TOOLS = ["nginx", "haproxy", "wrk", "h2load", "curl", "taskset"]
+
+GIB = 1 << 30
+MIB = 1 << 20
+SMALL_BODY = 100
+BACKENDS = 4
+
+# Durations and repetitions. --quick keeps every figure but shortens it so CI
+# proves the harness works in well under three minutes.
+SETTINGS = {
+    "full": dict(runs=3, small_s=10, latency_s=10, failover_s=20,
+                 kill_at=5, restart_at=12, idle_conns=1000),
+    "quick": dict(runs=1, small_s=3, latency_s=3, failover_s=6,
+                  kill_at=2, restart_at=4, idle_conns=1000),
+}
+# Figure 2's fixed rate: 16 connections x 125 req/s = 2,000 req/s, a small
+# fraction of what any of the proxies sustains on one core.
+LATENCY_CONNS = 16
+LATENCY_RPS_PER_CONN = 125
+
+
+# ---------------------------------------------------------------- processes
+
+class Processes:
+    """Everything this script starts, each in its own process group so that
+    a proxy's or nginx's workers go down with it."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, log_path, cpu=None):
+        if cpu is not None:
+            argv = ["taskset", "-c", str(cpu)] + list(argv)
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log.close()
+        proc.log_path = log_path
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc, sig=signal.SIGTERM, timeout=5.0):
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(timeout)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Reap stragglers (an nginx worker outliving a killed master).
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self):
+        for proc in list(reversed(self.procs)):
+            self.stop(proc, timeout=3.0)
+
+
+PROCS = Processes()
+TMP_DIRS = []
+
+
+def cleanup():
+    PROCS.stop_all()
+    for d in TMP_DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+    TMP_DIRS.clear()
+
+
+def on_signal(signum, _frame):
+    # Unwind through the try/finally in main(), which cleans up.
+    raise SystemExit(128 + signum)
+
+
+def group_pids(pgid):
+    """PIDs of every process in a process group (nginx: master + worker)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the ")" that ends the command name: state ppid pgrp.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+def status_kib(pids, field):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def free_port(taken=set()):
+    """A free loopback port: bind port 0 and let the kernel choose."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            taken.add(port)
+            return port
+
+
+def http_status(port, path, timeout=1.0):
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.status
+    except (OSError, http.client.HTTPException):
+        return None
+
+
+def wait_http(port, path, proc=None, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_status(port, path) == 200:
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}; "
+                               f"log:\n{tail(proc.log_path)}")
+        time.sleep(0.1)
+    log = f"; log:\n{tail(proc.log_path)}" if proc is not None else ""
+    raise RuntimeError(f"GET {path} on port {port} not 200 after "
+                       f"{timeout:.0f}s{log}")
+
+
+def tail(path, lines=15):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace")
+                         .splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def render(template, **values):
+    text = (BENCH / template).read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", str(value))
+    if "{{" in text:
+        raise ValueError(f"unfilled placeholder in {template}")
+    return text
+
+
+# ---------------------------------------------------------------- setup
+
+def ensure_tools():
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"missing {', '.join(missing)}; run as root or: "
+                 f"apt-get install -y {' '.join(APT_PACKAGES)}")
+    print(f"installing {' '.join(APT_PACKAGES)} (missing: "
+          f"{', '.join(missing)})", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    # Stop the packages' maintainer scripts from starting system nginx and
+    # HAProxy services: this script runs its own instances.
+    policy = Path("/usr/sbin/policy-rc.d")
+    added_policy = not policy.exists()
+    if added_policy:
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        subprocess.run(["apt-get", "update"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y"] + APT_PACKAGES,
+                       check=True, env=env)
+    finally:
+        if added_policy:
+            policy.unlink()
+
+
+def build_sidekick():
+    """Returns None when sidekick is usable, else the reason it is not."""
+    if shutil.which("cargo") is None:
+        return "cargo not found"
+    print("building sidekick: cargo build --release", flush=True)
+    if subprocess.run(["cargo", "build", "--release"], cwd=ROOT).returncode:
+        return "cargo build --release failed"
+    return sidekick_usable()
+
+
+def sidekick_usable():
+    if not SIDEKICK.exists():
+        return f"{SIDEKICK} does not exist"
+    try:
+        help_run = subprocess.run([str(SIDEKICK), "--help"],
+                                  capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"sidekick --help failed: {e}"
+    if help_run.returncode:
+        return f"sidekick --help exited with {help_run.returncode}"
+    return None
+
+
+def make_data(data_dir):
+    """Objects served by the backends, on tmpfs so they come from memory.
+    Real bytes, not sparse files: a hole would skip the page copies."""
+    www = data_dir / "www"
+    www.mkdir()
+    (www / "small").write_bytes(b"x" * (SMALL_BODY - 1) + b"\n")
+    chunk = os.urandom(MIB)
+    for name, size in (("128m", 128 * MIB), ("1g", GIB)):
+        with open(www / name, "wb") as f:
+            for _ in range(size // MIB):
+                f.write(chunk)
+    return www
+
+
+def cpu_layout():
+    """(load generator + backends CPU, proxy CPU)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("warning: one CPU only; proxy and load generator share it")
+        return cpus[0], cpus[0]
+    return cpus[0], cpus[1]
+
+
+def raise_fd_limit():
+    # 1,000 idle client connections live in this process; wrk, nginx and
+    # HAProxy inherit the limit too.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# ---------------------------------------------------------------- backends
+
+class Backend:
+    """One nginx master serving the test objects."""
+
+    def __init__(self, ctx, index):
+        self.ctx = ctx
+        self.name = f"backend-{index}"
+        self.port = free_port()
+        self.conf = ctx.dir / f"{self.name}.conf"
+        self.conf.write_text(render(
+            "nginx-backend.conf.tmpl", user=ctx.nginx_user, dir=ctx.dir,
+            name=self.name, port=self.port, www=ctx.www))
+        self.proc = None
+
+    def start(self):
+        self.proc = PROCS.start(
+            ["nginx", "-c", str(self.conf), "-p", str(self.ctx.dir),
+             "-e", "stderr"], self.ctx.dir / f"{self.name}.log",
+            cpu=self.ctx.gen_cpu)
+        wait_http(self.port, "/health/ready", self.proc)
+
+    def kill(self):
+        """A crash, not a graceful shutdown: SIGKILL master and worker."""
+        PROCS.stop(self.proc, sig=signal.SIGKILL)
+
+
+# The PUT sink. An nginx backend answers a PUT it has no handler for before
+# reading the body (it drains it in the background), which would let a proxy
+# finish early; making nginx read the body first (echo module) stores it, and
+# measured ~1.5x slower than this loop. So PUTs go to four sink ports served
+# by `run.py --put-sink`: it reads every byte (Content-Length or chunked)
+# with recv_into into one reused 1 MiB buffer, so it costs one kernel copy per
+# byte, and replies with the byte count, which the figure checks.
+
+def sink_read_exact(rfile, n, buf):
+    got = 0
+    while got < n:
+        k = rfile.readinto(buf[:min(len(buf), n - got)])
+        if not k:
+            raise ConnectionError("body cut short")
+        got += k
+    return got
+
+
+def sink_connection(conn):
+    buf = memoryview(bytearray(MIB))
+    rfile = conn.makefile("rb", buffering=64 * 1024)
+    with conn, rfile:
+        while True:
+            line = rfile.readline(65536)
+            if not line:
+                return
+            if not line.strip():
+                continue
+            method, target = line.split()[:2]
+            headers = {}
+            while True:
+                h = rfile.readline(65536)
+                if not h.strip():
+                    break
+                key, _, value = h.partition(b":")
+                headers[key.strip().lower()] = value.strip().lower()
+            if headers.get(b"expect") == b"100-continue":
+                conn.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            received = 0
+            if b"chunked" in headers.get(b"transfer-encoding", b""):
+                while True:
+                    size = int(rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        while rfile.readline().strip():  # trailers
+                            pass
+                        break
+                    received += sink_read_exact(rfile, size, buf)
+                    rfile.readline()
+            else:
+                received = sink_read_exact(
+                    rfile, int(headers.get(b"content-length", b"0")), buf)
+            if method == b"PUT" or target == b"/health/ready":
+                status, body = b"200 OK", b"%d\n" % received
+            else:
+                status, body = b"404 Not Found", b"not found\n"
+            conn.sendall(b"HTTP/1.1 " + status + b"\r\nContent-Length: "
+                         + b"%d" % len(body) + b"\r\n\r\n" + body)
+            if headers.get(b"connection") == b"close":
+                return
+
+
+def serve_put_sink(ports):
+    def accept_loop(listener):
+        while True:
+            conn, _ = listener.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
+            threading.Thread(target=sink_connection, args=(conn,),
+                             daemon=True).start()
+
+    for port in ports:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1024)
+        threading.Thread(target=accept_loop, args=(listener,),
+                         daemon=True).start()
+    threading.Event().wait()
+
+
+class PutSinks:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.ports = [free_port() for _ in range(BACKENDS)]
+        self.proc = None
+
+    def start(self):
+        self.proc = PROCS.start(
+            [sys.executable, str(Path(__file__).resolve()), "--put-sink",
+             ",".join(map(str, self.ports))],
+            self.ctx.dir / "put-sink.log", cpu=self.ctx.gen_cpu)
+        for port in self.ports:
+            wait_http(port, "/health/ready", self.proc)
+
+    def stop(self):
+        PROCS.stop(self.proc)
+
+
+# ---------------------------------------------------------------- proxies
+
+class Proxy:
+    """One proxy under test in front of a set of backend ports. "direct"
+    has no process: its URL is the first backend's."""
+
+    def __init__(self, ctx, name, backend_ports, suffix=""):
+        self.ctx = ctx
+        self.name = name
+        self.instance = name + suffix
+        self.backend_ports = backend_ports
+        self.port = backend_ports[0] if name == "direct" else free_port()
+        self.proc = None
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def command(self):
+        d, name = self.ctx.dir, self.instance
+        if self.name.startswith("sidekick"):
+            site = ",".join(f"http://127.0.0.1:{p}" for p in self.backend_ports)
+            argv = [str(SIDEKICK), "--address", f"127.0.0.1:{self.port}",
+                    "--health-path", "/health/ready",
+                    "--health-duration", "1s", "--quiet"]
+            if self.name == "sidekick":
+                argv += ["--workers", "1"]
+            return argv + [site]
+        if self.name == "nginx":
+            servers = "\n".join(f"        server 127.0.0.1:{p};"
+                                for p in self.backend_ports)
+            conf = d / f"{name}.conf"
+            conf.write_text(render(
+                "nginx-proxy.conf.tmpl", user=self.ctx.nginx_user, dir=d,
+                name=name, port=self.port, servers=servers))
+            return ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"]
+        if self.name == "haproxy":
+            servers = "\n".join(f"    server b{i} 127.0.0.1:{p}"
+                                for i, p in enumerate(self.backend_ports))
+            conf = d / f"{name}.cfg"
+            conf.write_text(render("haproxy.cfg.tmpl", dir=d, name=name,
+                                   port=self.port, servers=servers))
+            return ["haproxy", "-db", "-f", str(conf)]
+        raise ValueError(self.name)
+
+    def start(self):
+        if self.name == "direct":
+            return
+        self.proc = PROCS.start(self.command(),
+                                self.ctx.dir / f"{self.instance}.log",
+                                cpu=self.ctx.proxy_cpu)
+        # sidekick has its own health endpoint; the others are ready once a
+        # backend's health check answers through them.
+        path = "/v1/health" if self.name.startswith("sidekick") \
+            else "/health/ready"
+        wait_http(self.port, path, self.proc)
+
+    def stop(self):
+        if self.proc is not None:
+            PROCS.stop(self.proc)
+            self.proc = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def pids(self):
+        return group_pids(self.proc.pid) if self.proc else []
+
+    def rss_mib(self, field="VmRSS"):
+        return status_kib(self.pids(), field) / 1024
+
+    def reset_peak(self):
+        # Writing 5 to clear_refs resets VmHWM to the current RSS, so the
+        # next reading is the peak since now (Linux >= 4.0).
+        for pid in self.pids():
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+# ---------------------------------------------------------------- clients
+
+def run_client(ctx, argv, timeout):
+    """A load generator, pinned to the load generator's CPU."""
+    done = subprocess.run(["taskset", "-c", str(ctx.gen_cpu)] + argv,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode:
+        raise RuntimeError(f"{argv[0]} exited with {done.returncode}: "
+                           f"{done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
+
+
+def wrk_argv(url, seconds, conns=64):
+    return ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "2s",
+            "-s", str(BENCH / "wrk-report.lua"), url]
+
+
+def parse_wrk(output):
+    for line in output.splitlines():
+        if line.startswith("WRK_JSON "):
+            return json.loads(line[len("WRK_JSON "):])
+    raise RuntimeError(f"no WRK_JSON line in wrk output:\n{output}")
+
+
+def wrk(ctx, url, seconds):
+    return parse_wrk(run_client(ctx, wrk_argv(url, seconds), seconds + 30))
+
+
+def curl(ctx, argv, timeout=300):
+    return run_client(ctx, ["curl", "-sS", "--fail"] + argv, timeout).split()
+
+
+def open_idle_connections(port, count):
+    """Client connections that each made one keep-alive request and then
+    stay open, idle."""
+    request = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        socks.append(s)
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("proxy closed an idle test connection")
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"unexpected reply {head[:40]!r}")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            body += s.recv(65536)
+    return socks
+
+
+def still_open(socks):
+    count = 0
+    for s in socks:
+        s.setblocking(False)
+        try:
+            if s.recv(1, socket.MSG_PEEK):
+                count += 1
+        except BlockingIOError:
+            count += 1
+        except OSError:
+            pass
+    return count
+
+
+# ---------------------------------------------------------------- figures
+
+def each_run(ctx):
+    """(run number, proxy) pairs, runs interleaved across proxies so that a
+    slow moment on the machine does not land on one proxy only."""
+    for run in range(ctx.cfg["runs"]):
+        for proxy in ctx.proxies.values():
+            yield run, proxy
+
+
+def measure(ctx, what, proxy, fn):
+    try:
+        fn()
+    except Exception as e:  # one failed measurement must not lose the rest
+        msg = f"{what} / {proxy.name}: {e}"
+        ctx.errors.append(msg)
+        print(f"  ERROR {msg}", flush=True)
+
+
+def record(ctx, metric, proxy, value):
+    ctx.results.setdefault(metric, {}).setdefault(proxy.name, []).append(value)
+
+
+def figure_small(ctx):
+    """1. Keep-alive GET /small at full speed: req/s."""
+    seconds = ctx.cfg["small_s"]
+    for proxy in ctx.proxies.values():  # warm connection pools and caches
+        measure(ctx, "small warm-up", proxy,
+                lambda: wrk(ctx, proxy.url("/small"), 1))
+    for run, proxy in each_run(ctx):
+        def one():
+            r = wrk(ctx, proxy.url("/small"), seconds)
+            errors = sum(r[k] for k in
+                         ("connect", "read", "write", "status", "timeout"))
+            if errors:
+                raise RuntimeError(f"{errors} errors in {r}")
+            rps = r["requests"] / (r["duration_us"] / 1e6)
+            record(ctx, "small_rps", proxy, rps)
+            print(f"  small  run {run + 1} {proxy.name:17} {rps:12,.0f} req/s",
+                  flush=True)
+        measure(ctx, "small", proxy, one)
+
+
+def figure_latency(ctx):
+    """2. Latency at a fixed 2,000 req/s; "added" subtracts direct's."""
+    seconds = ctx.cfg["latency_s"]
+    for run, proxy in each_run(ctx):
+        def one():
+            log = ctx.dir / "h2load.log"
+            log.unlink(missing_ok=True)
+            run_client(ctx, [
+                "h2load", "--h1", "-c", str(LATENCY_CONNS),
+                "--rps", str(LATENCY_RPS_PER_CONN), "-D", str(seconds),
+                "--warm-up-time", "1", "--log-file", str(log),
+                proxy.url("/small")], seconds + 30)
+            # Log lines: start time (us), status, duration (us).
+            rows = [line.split("\t") for line in log.read_text().splitlines()]
+            bad = sum(1 for r in rows if r[1] != "200")
+            if not rows or bad:
+                raise RuntimeError(f"{len(rows)} requests, {bad} not 200")
+            us = sorted(int(r[2]) for r in rows)
+            p50 = us[len(us) // 2] / 1000
+            p99 = us[min(len(us) - 1, int(len(us) * 0.99))] / 1000
+            record(ctx, "lat_p50_ms", proxy, p50)
+            record(ctx, "lat_p99_ms", proxy, p99)
+            print(f"  latency run {run + 1} {proxy.name:17} p50 {p50:.3f} ms"
+                  f"  p99 {p99:.3f} ms  ({len(us)} requests)", flush=True)
+        measure(ctx, "latency", proxy, one)
+    # Added latency per run, against direct's median.
+    direct = ctx.results.get("lat_p50_ms", {}).get("direct")
+    if direct:
+        for metric in ("lat_p50_ms", "lat_p99_ms"):
+            base = statistics.median(ctx.results[metric]["direct"])
+            for name, values in ctx.results[metric].items():
+                ctx.results.setdefault("added_" + metric, {})[name] = \
+                    [v - base for v in values]
+
+
+def figure_large(ctx):
+    """3. One 1 GiB GET, one 1 GiB PUT, eight parallel 128 MiB GETs (MB/s);
+    also each proxy's peak RSS during them."""
+    sinks = PutSinks(ctx)
+    sinks.start()
+    put_proxies = {}
+    try:
+        for name in ctx.proxies:
+            put_proxies[name] = Proxy(ctx, name, sinks.ports, suffix="-put")
+            put_proxies[name].start()
+        for run, proxy in each_run(ctx):
+            put_proxy = put_proxies[proxy.name]
+            if proxy.proc:
+                proxy.reset_peak()
+                put_proxy.reset_peak()
+
+            def get_1g():
+                code, speed, size = curl(ctx, [
+                    "-o", "/dev/null", "-w",
+                    "%{http_code} %{speed_download} %{size_download}",
+                    proxy.url("/1g")])
+                if code != "200" or int(size) != GIB:
+                    raise RuntimeError(f"status {code}, {size} bytes")
+                record(ctx, "get_1g_mbs", proxy, float(speed) / 1e6)
+
+            def put_1g():
+                # "Expect:" stops curl from waiting for a 100 Continue that
+                # some proxies answer and others forward. The sink's reply
+                # is the number of body bytes it read.
+                body, code, speed = run_client(ctx, [
+                    "curl", "-sS", "--fail", "-H", "Expect:",
+                    "-T", str(ctx.www / "1g"),
+                    "-w", "\n%{http_code} %{speed_upload}",
+                    put_proxy.url("/put")], 300).split()
+                if code != "200" or int(body) != GIB:
+                    raise RuntimeError(f"status {code}, sink got {body}")
+                record(ctx, "put_1g_mbs", proxy, float(speed) / 1e6)
+
+            def get_8x128m():
+                argv = ["--parallel", "--parallel-immediate",
+                        "--parallel-max", "8", "-w",
+                        "%{http_code} %{size_download}\n"]
+                for _ in range(8):
+                    argv += ["-o", "/dev/null", proxy.url("/128m")]
+                start = time.monotonic()
+                out = curl(ctx, argv)
+                elapsed = time.monotonic() - start
+                codes, sizes = out[0::2], out[1::2]
+                if codes != ["200"] * 8 or sizes != [str(128 * MIB)] * 8:
+                    raise RuntimeError(f"replies {out}")
+                record(ctx, "get_8x128m_mbs", proxy,
+                       8 * 128 * MIB / elapsed / 1e6)
+
+            measure(ctx, "1 GiB GET", proxy, get_1g)
+            measure(ctx, "1 GiB PUT", proxy, put_1g)
+            measure(ctx, "8 x 128 MiB GET", proxy, get_8x128m)
+            if proxy.proc:
+                peak = max(proxy.rss_mib("VmHWM"), put_proxy.rss_mib("VmHWM"))
+                record(ctx, "rss_peak_mib", proxy, peak)
+            print(f"  large  run {run + 1} {proxy.name:17} " + "  ".join(
+                f"{label} {ctx.results.get(m, {}).get(proxy.name, [0])[-1]:,.0f}"
+                for label, m in (("GET", "get_1g_mbs"), ("PUT", "put_1g_mbs"),
+                                 ("8xGET", "get_8x128m_mbs"))) + " MB/s",
+                  flush=True)
+    finally:
+        for p in put_proxies.values():
+            p.stop()
+        sinks.stop()
+
+
+def figure_memory(ctx):
+    """4. RSS of a freshly started proxy, idle and with idle client
+    connections open. (The peak is taken during figure 3.)"""
+    count = ctx.cfg["idle_conns"]
+    for run, proxy in each_run(ctx):
+        if proxy.name == "direct":
+            continue
+
+        def one():
+            proxy.restart()
+            time.sleep(1)
+            idle = proxy.rss_mib()
+            socks = open_idle_connections(proxy.port, count)
+            try:
+                time.sleep(1)
+                loaded = proxy.rss_mib()
+                alive = still_open(socks)
+            finally:
+                for s in socks:
+                    s.close()
+            if alive < count:
+                raise RuntimeError(f"proxy closed {count - alive} of {count} "
+                                   "idle connections within a second")
+            record(ctx, "rss_idle_mib", proxy, idle)
+            record(ctx, "rss_conns_mib", proxy, loaded)
+            print(f"  memory run {run + 1} {proxy.name:17} idle {idle:.1f} MiB"
+                  f"  with {count} connections {loaded:.1f} MiB", flush=True)
+        measure(ctx, "memory", proxy, one)
+
+
+def figure_failover(ctx):
+    """5. GET load while backend 0 is killed and later restarted; failed
+    requests are non-2xx/3xx responses plus socket errors. direct targets
+    backend 0 itself: what clients see with no balancer at all."""
+    cfg = ctx.cfg
+    victim = ctx.backends[0]
+    for run, proxy in each_run(ctx):
+        def one():
+            wrk_proc = PROCS.start(
+                ["taskset", "-c", str(ctx.gen_cpu)]
+                + wrk_argv(proxy.url("/small"), cfg["failover_s"]),
+                ctx.dir / "wrk-failover.log")
+            start = time.monotonic()
+            try:
+                time.sleep(cfg["kill_at"])
+                victim.kill()
+                time.sleep(max(0.0, start + cfg["restart_at"]
+                               - time.monotonic()))
+                victim.start()
+                wrk_proc.wait(cfg["failover_s"] + 30)
+            finally:
+                if victim.proc is None or victim.proc.poll() is not None:
+                    victim.start()
+                PROCS.stop(wrk_proc)
+            r = parse_wrk(Path(wrk_proc.log_path).read_text())
+            Path(wrk_proc.log_path).unlink()
+            failed = sum(r[k] for k in
+                         ("connect", "read", "write", "status", "timeout"))
+            record(ctx, "failover_failed", proxy, failed)
+            record(ctx, "failover_requests", proxy, r["requests"])
+            print(f"  failover run {run + 1} {proxy.name:17} {failed:,} failed"
+                  f" of {r['requests']:,}", flush=True)
+        measure(ctx, "failover", proxy, one)
+        time.sleep(2)  # let every proxy see backend 0 healthy again

@@ -1,0 +1,75 @@
+//! One backend server: its identity, the atomics the hot path updates, and the
+//! in-flight guard that keeps them right however a request ends.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::endpoints::Endpoint;
+
+pub struct Backend {
+    /// Index in the pool's list of backends, stable for the life of the process.
+    pub id: usize,
+    /// Index of the site (0 = first on the command line).
+    pub site: usize,
+    pub endpoint: Endpoint,
+    /// `Display` of the endpoint, computed once for logs.
+    pub name: String,
+    pub health_url: String,
+    pub stats: BackendStats,
+}
+
+/// Counters shared by the Pool actor and every worker; written with relaxed atomics
+/// because each is independent and only read for selection and reporting.
+#[derive(Default)]
+pub struct BackendStats {
+    pub in_flight: AtomicU64,
+    /// Monotonic nanoseconds when the last request finished (0 = never).
+    pub last_finished: AtomicU64,
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Backend {
+    pub fn new(id: usize, site: usize, endpoint: Endpoint, health_url: String) -> Self {
+        Backend {
+            id,
+            site,
+            name: endpoint.to_string(),
+            endpoint,
+            health_url,
+            stats: BackendStats::default(),
+        }
+    }
+}
+
+/// Nanoseconds since the first call: a cheap monotonic clock for "least recently finished".
+pub fn monotonic_nanos() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = START.get_or_init(Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Counts a request in flight on a backend from pick until the response body has been
+/// streamed to the client (or dropped, however the request ends).
+pub struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    pub fn new(backend: Arc<Backend>) -> Self {
+        backend.stats.in_flight.fetch_add(1, Relaxed);
+        backend.stats.calls.fetch_add(1, Relaxed);
+        InFlight(backend)
+    }
+
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.0
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let stats = &self.0.stats;
+        stats.in_flight.fetch_sub(1, Relaxed);
+        stats.last_finished.store(monotonic_nanos().max(1), Relaxed);
+    }
+}

@@ -1,0 +1,81 @@
+//! Errors sidekick answers itself, as S3-style XML bodies that S3 clients can parse.
+
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use derive_more::Display;
+
+#[derive(Debug, Display, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyError {
+    /// No backend of any site is up.
+    #[display("BackendDown")]
+    BackendDown,
+    /// The chosen backend failed before it sent a response head.
+    #[display("BadGateway")]
+    BadGateway,
+    /// The request cannot be forwarded as it is.
+    #[display("BadRequest")]
+    BadRequest,
+}
+
+impl ProxyError {
+    fn status(self) -> StatusCode {
+        match self {
+            ProxyError::BackendDown | ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
+            ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            ProxyError::BackendDown => {
+                "No backend server is up; sidekick cannot serve this request."
+            }
+            ProxyError::BadGateway => "The backend server failed before it answered.",
+            ProxyError::BadRequest => "The request cannot be forwarded.",
+        }
+    }
+
+    /// The XML error response for a request on `resource` (the raw request path).
+    pub fn response(self, resource: &str) -> HttpResponse {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{self}</Code><Message>{}</Message><Resource>{}</Resource></Error>",
+            self.message(),
+            xml_escape(resource)
+        );
+        let mut res = HttpResponse::build(self.status());
+        res.insert_header((CONTENT_TYPE, "application/xml"));
+        if self == ProxyError::BackendDown {
+            res.insert_header((RETRY_AFTER, "120"));
+        }
+        res.body(body)
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_resource() {
+        assert_eq!(
+            xml_escape("/a?b=<x>&c='\""),
+            "/a?b=&lt;x&gt;&amp;c=&apos;&quot;"
+        );
+    }
+}

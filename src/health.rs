@@ -1,0 +1,105 @@
+//! `HealthChecker` actor: one per endpoint, checks its readiness path on a jittered
+//! interval and reports each result to the Pool; it never touches shared state.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web::http::{StatusCode, Uri};
+
+use crate::backend::Backend;
+use crate::pool::HealthReport;
+
+/// The client all checkers share (they run on one thread). Each check uses a fresh
+/// connection, so a stale pooled socket can never fail a check and every check
+/// resolves the host name again.
+pub fn client(timeout: Duration) -> awc::Client {
+    awc::Client::builder()
+        .no_default_headers()
+        .disable_redirects()
+        .timeout(timeout)
+        .connector(awc::Connector::new().timeout(timeout))
+        .finish()
+}
+
+pub struct HealthChecker {
+    id: usize,
+    url: Result<Uri, String>,
+    interval: Duration,
+    timeout: Duration,
+    client: awc::Client,
+    pool: Recipient<HealthReport>,
+}
+
+/// Stops a checker (on reload).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl HealthChecker {
+    pub fn new(
+        backend: &Backend,
+        interval: Duration,
+        timeout: Duration,
+        client: awc::Client,
+        pool: Recipient<HealthReport>,
+    ) -> Self {
+        let url = backend
+            .health_url
+            .parse::<Uri>()
+            .map_err(|e| format!("invalid health URL '{}': {e}", backend.health_url));
+        HealthChecker {
+            id: backend.id,
+            url,
+            interval,
+            timeout,
+            client,
+            pool,
+        }
+    }
+
+    /// ±10% so that many sidecars started together do not check in lockstep.
+    fn next_delay(&self) -> Duration {
+        self.interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+    }
+
+    fn check(&mut self, ctx: &mut Context<Self>) {
+        let request = self.url.clone().map(|url| {
+            self.client
+                .get(url)
+                .timeout(self.timeout)
+                .force_close()
+                .send()
+        });
+        let started = Instant::now();
+        let probe = async move {
+            match request?.await {
+                Ok(res) if res.status() == StatusCode::OK => Ok(started.elapsed()),
+                Ok(res) => Err(format!("status {}", res.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        probe
+            .into_actor(self)
+            .map(|result, act, ctx| {
+                act.pool.do_send(HealthReport { id: act.id, result });
+                ctx.run_later(act.next_delay(), |act, ctx| act.check(ctx));
+            })
+            .spawn(ctx);
+    }
+}
+
+impl Actor for HealthChecker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.check(ctx);
+    }
+}
+
+impl Handler<Stop> for HealthChecker {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,100 @@
+//! Wires the Pool actor, the per-worker clients and the HTTP server, then runs until
+//! a signal stops it.
+
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Actor;
+use actix_web::{web, App, HttpServer};
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::cli::{Config, Listen};
+use crate::pool::{Pool, PoolView};
+use crate::proxy::{self, Shared};
+
+/// Pending connections the kernel may queue (nginx and HAProxy use similar figures).
+const BACKLOG: i32 = 4096;
+/// How long in-flight requests may take to finish after SIGTERM.
+const DRAIN: u64 = 30;
+/// Idle client keep-alive (nginx's default), longer than typical client pool idle times.
+const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(75);
+
+pub async fn run(cfg: Config) -> std::io::Result<()> {
+    let listeners = listen(&cfg.listen)?;
+    if cfg.sites.iter().flatten().any(|ep| ep.is_https()) {
+        log::error!("https endpoints need TLS support, which this build lacks: they stay down");
+        if cfg.insecure {
+            log::warn!("--insecure: certificates of https backends will not be verified");
+        }
+    }
+    let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
+    let pool = Pool::new(&cfg, view.clone()).start();
+    let shared = web::Data::new(Shared {
+        view,
+        pool: pool.clone(),
+        balance: cfg.balance,
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(shared.clone())
+            .app_data(web::Data::new(proxy::client()))
+            .default_service(web::to(proxy::handle))
+    })
+    .workers(cfg.workers)
+    .disable_signals()
+    .shutdown_timeout(DRAIN)
+    .keep_alive(CLIENT_KEEP_ALIVE);
+    for listener in listeners {
+        server = server.listen(listener)?;
+    }
+    if !cfg.quiet {
+        for addr in server.addrs() {
+            eprintln!("sidekick listening on {addr}");
+        }
+    }
+    let server = server.run();
+    crate::signals::install(server.handle(), pool)?;
+    server.await
+}
+
+/// Binds every address of the listen spec; `:port` is one dual-stack socket when the
+/// machine has IPv6, else IPv4 only.
+fn listen(spec: &Listen) -> std::io::Result<Vec<TcpListener>> {
+    match spec {
+        Listen::Any(port) => bind(SocketAddr::from(([0u16; 8], *port)))
+            .or_else(|_| bind(SocketAddr::from(([0u8; 4], *port))))
+            .map(|l| vec![l]),
+        Listen::Host(host, port) => {
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            let mut listeners = Vec::new();
+            let mut last_error = None;
+            for addr in addrs {
+                match bind(addr) {
+                    Ok(l) => listeners.push(l),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            match (listeners.is_empty(), last_error) {
+                (true, Some(e)) => Err(e),
+                (true, None) => Err(std::io::Error::other(format!("{host} has no address"))),
+                _ => Ok(listeners),
+            }
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.set_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    let listener: TcpListener = socket.into();
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
