@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -150,7 +151,7 @@ def status_kib(pids, field):
     return total
 
 
-def free_port(taken=set()):
+def free_port(taken=set()):  # taken: ports already handed out this run
     """A free loopback port: bind port 0 and let the kernel choose."""
     while True:
         with socket.socket() as s:
@@ -199,8 +200,9 @@ def render(template, **values):
     text = (BENCH / template).read_text()
     for key, value in values.items():
         text = text.replace("{{" + key + "}}", str(value))
-    if "{{" in text:
-        raise ValueError(f"unfilled placeholder in {template}")
+    left = re.findall(r"\{\{\w+\}\}", text)
+    if left:
+        raise ValueError(f"unfilled {', '.join(left)} in {template}")
     return text
 
 
@@ -777,3 +779,323 @@ def figure_failover(ctx):
                   f" of {r['requests']:,}", flush=True)
         measure(ctx, "failover", proxy, one)
         time.sleep(2)  # let every proxy see backend 0 healthy again
+
+
+FIGURE_FUNCTIONS = {
+    "small": figure_small,
+    "latency": figure_latency,
+    "large": figure_large,
+    "memory": figure_memory,
+    "failover": figure_failover,
+}
+
+
+# ---------------------------------------------------------------- report
+
+# Per section: (metric, title, format, show ratios). Ratios are medians over
+# the reference's median.
+SECTIONS = [
+    ("1. Small requests", [
+        ("small_rps", "Keep-alive GET /small, `wrk -t1 -c64` (req/s, "
+         "higher is better)", "{:,.0f}", True),
+    ]),
+    ("2. Added latency", [
+        ("lat_p50_ms", "p50 at a fixed 2,000 req/s, `h2load --h1 -c16 "
+         "--rps 125` (ms)", "{:.3f}", True),
+        ("lat_p99_ms", "p99 at a fixed 2,000 req/s (ms)", "{:.3f}", True),
+        ("added_lat_p50_ms", "Added p50: minus direct's median (ms)",
+         "{:+.3f}", False),
+        ("added_lat_p99_ms", "Added p99: minus direct's median (ms)",
+         "{:+.3f}", False),
+    ]),
+    ("3. Large objects", [
+        ("get_1g_mbs", "One 1 GiB GET, curl (MB/s, higher is better)",
+         "{:,.0f}", True),
+        ("put_1g_mbs", "One 1 GiB PUT, curl -T (MB/s, higher is better)",
+         "{:,.0f}", True),
+        ("get_8x128m_mbs", "Eight parallel 128 MiB GETs, aggregate (MB/s, "
+         "higher is better)", "{:,.0f}", True),
+    ]),
+    ("4. Memory", [
+        ("rss_idle_mib", "RSS idle, fresh process (MiB)", "{:.1f}", True),
+        ("rss_conns_mib", "RSS with 1,000 idle keep-alive client connections "
+         "(MiB)", "{:.1f}", True),
+        ("rss_peak_mib", "Peak RSS (VmHWM) during figure 3 (MiB)", "{:.1f}",
+         True),
+    ]),
+    ("5. Failover", [
+        ("failover_failed", "Failed requests (non-2xx/3xx + socket errors) "
+         "while backend 0 is killed and restarted", "{:,.0f}", True),
+        ("failover_requests", "Requests completed during the same run",
+         "{:,.0f}", False),
+    ]),
+]
+
+
+def median_of(ctx, metric, proxy):
+    values = ctx.results.get(metric, {}).get(proxy)
+    return statistics.median(values) if values else None
+
+
+def ratio(value, ref):
+    if value is None or not ref:
+        return "n/a"
+    return f"{value / ref:.2f}x"
+
+
+def metric_table(ctx, metric, fmt, ratios):
+    rows = ["| Proxy | Median | Min–max | vs HAProxy | vs direct |",
+            "| --- | ---: | ---: | ---: | ---: |"]
+    by_proxy = ctx.results.get(metric, {})
+    for name in PROXIES:
+        values = by_proxy.get(name)
+        if not values:
+            continue
+        med = statistics.median(values)
+        spread = f"{fmt.format(min(values))}–{fmt.format(max(values))}"
+        if ratios:
+            vs_haproxy = ratio(med, median_of(ctx, metric, "haproxy"))
+            vs_direct = ratio(med, median_of(ctx, metric, "direct"))
+        else:
+            vs_haproxy = vs_direct = "—"
+        rows.append(f"| {name} | {fmt.format(med)} | {spread} | {vs_haproxy}"
+                    f" | {vs_direct} |")
+    return rows
+
+
+def targets(ctx):
+    """(target, measured, met) for sidekick --workers 1, on medians."""
+    def med(metric, proxy="sidekick"):
+        return median_of(ctx, metric, proxy)
+
+    def vs(metric, ref, minimum, label):
+        value, base = med(metric), med(metric, ref)
+        if value is None or base is None:
+            return (label, "not measured", None)
+        r = value / base
+        return (label, f"{r:.2f}x", r >= minimum)
+
+    def at_most(metric, limit, label, unit):
+        value = med(metric)
+        if value is None:
+            return (label, "not measured", None)
+        return (label, f"{value:.3f} {unit}" if unit == "ms"
+                else f"{value:.1f} {unit}", value <= limit)
+
+    failed, haproxy_failed = med("failover_failed"), \
+        med("failover_failed", "haproxy")
+    failover = ("Failover: failed requests <= HAProxy's",
+                "not measured", None)
+    if failed is not None and haproxy_failed is not None:
+        failover = (failover[0], f"{failed:,.0f} vs {haproxy_failed:,.0f}",
+                    failed <= haproxy_failed)
+    return [
+        vs("small_rps", "haproxy", 1.2, "Small requests >= 1.2x HAProxy"),
+        vs("small_rps", "nginx", 1.2, "Small requests >= 1.2x nginx"),
+        vs("get_1g_mbs", "direct", 0.9, "1 GiB GET >= 0.9x direct"),
+        vs("put_1g_mbs", "direct", 0.9, "1 GiB PUT >= 0.9x direct"),
+        at_most("added_lat_p99_ms", 0.3, "Added p99 latency <= 0.3 ms", "ms"),
+        at_most("rss_idle_mib", 10, "RSS idle <= 10 MiB", "MiB"),
+        at_most("rss_conns_mib", 40,
+                "RSS with 1,000 idle connections <= 40 MiB", "MiB"),
+        failover,
+    ]
+
+
+def first_line(argv):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def machine_facts():
+    model = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    commit = first_line(["git", "-C", str(ROOT), "describe", "--always",
+                         "--dirty"])
+    if commit.startswith("fatal"):
+        commit = "no commit yet"
+    return [
+        ("CPU", f"{model}, {os.cpu_count()} CPUs (nproc)"),
+        ("Kernel", f"{platform.system()} {platform.release()}"),
+        ("sidekick", f"`{commit}`"),
+        ("nginx", first_line(["nginx", "-v"]).split("/")[-1]),
+        ("HAProxy", first_line(["haproxy", "-v"]).split()[2]),
+        ("wrk", first_line(["wrk", "-v"]).split()[1]),
+        ("h2load", first_line(["h2load", "--version"]).split("/")[-1]),
+        ("curl", first_line(["curl", "--version"]).split()[1]),
+    ]
+
+
+def report(ctx, args):
+    cfg = ctx.cfg
+    command = " ".join(["python3", "bench/run.py"] + sys.argv[1:])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    out = ["# sidekick benchmark results", "",
+           f"Generated {now:%Y-%m-%d %H:%M} UTC by `{command}`"
+           f" ({'quick' if args.quick else 'full'} mode). "
+           "Run the same command from the repository root to reproduce.", "",
+           "| Machine | |", "| --- | --- |"]
+    out += [f"| {k} | {v} |" for k, v in machine_facts()]
+    out += ["", f"Each figure ran {cfg['runs']} time(s) per proxy, runs "
+            "interleaved across proxies; tables give the median, the min–max "
+            "across runs and the median as a ratio to HAProxy's and to "
+            "direct's. "
+            f"The proxy under test is pinned to CPU {ctx.proxy_cpu}; the "
+            "load generators and the backends share CPU "
+            f"{ctx.gen_cpu}. MB = 10^6 bytes, MiB = 2^20 bytes.", "",
+            "## Targets (sidekick, --workers 1)", "",
+            "| Target | Measured | Result |", "| --- | ---: | --- |"]
+    for label, measured, met in targets(ctx):
+        result = "not measured" if met is None else \
+            ("met" if met else "**not met**")
+        out.append(f"| {label} | {measured} | {result} |")
+    for heading, metrics in SECTIONS:
+        shown = [m for m in metrics if m[0] in ctx.results]
+        if not shown:
+            continue
+        out += ["", f"## {heading}"]
+        for metric, title, fmt, ratios in shown:
+            out += ["", f"{title}:", ""] + metric_table(ctx, metric, fmt,
+                                                          ratios)
+    out += ["", "## Setup", "",
+            "- Proxies: **direct** is no proxy (the client talks to backend "
+            "0); **sidekick** runs with `--workers 1`; **sidekick-default** "
+            "at its default worker count, pinned to the same single CPU; "
+            "**nginx** and **haproxy** use `bench/nginx-proxy.conf.tmpl` and "
+            "`bench/haproxy.cfg.tmpl` (one worker/thread, least connections, "
+            "keep-alive upstreams, no buffering).",
+            "- Backends: four nginx instances "
+            "(`bench/nginx-backend.conf.tmpl`), one worker each, serving "
+            "files from tmpfs (page cache, sendfile).",
+            "- PUT: nginx cannot discard a request body before answering, so "
+            "the PUT figure uses four sink ports served by `run.py "
+            "--put-sink`, which reads every byte into a reused buffer and "
+            "replies with the byte count (checked to be 1 GiB); each proxy "
+            "gets a second instance in front of those sink ports.",
+            f"- Latency: {LATENCY_CONNS} connections x "
+            f"{LATENCY_RPS_PER_CONN} req/s for {cfg['latency_s']} s after a "
+            "1 s warm-up; percentiles over every request in h2load's log.",
+            f"- Failover: `wrk -t1 -c64 -d{cfg['failover_s']}s` GET /small; "
+            f"backend 0's nginx is SIGKILLed at {cfg['kill_at']} s and "
+            f"restarted at {cfg['restart_at']} s. direct targets backend 0, "
+            "so it shows what clients see without a balancer.",
+            f"- Memory: {cfg['idle_conns']:,} client connections each make "
+            "one keep-alive request and stay open; RSS is VmRSS summed over "
+            "the proxy's processes (nginx: master + worker)."]
+    if ctx.skipped:
+        out += ["", "## Not measured", ""] + [f"- {s}" for s in ctx.skipped]
+    if ctx.errors:
+        out += ["", "## Errors", ""] + [f"- {e}" for e in ctx.errors]
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description="Benchmark sidekick against nginx and HAProxy.")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short run per figure (CI); writes "
+                        "bench/RESULTS-quick.md")
+    parser.add_argument("--only", metavar="PROXIES",
+                        help="comma-separated subset of " + ",".join(PROXIES))
+    parser.add_argument("--figures", metavar="FIGURES",
+                        help="comma-separated subset of " + ",".join(FIGURES))
+    parser.add_argument("--runs", type=int, help="override runs per figure")
+    parser.add_argument("--no-build", action="store_true",
+                        help="use the existing target/release/sidekick")
+    parser.add_argument("--output", type=Path,
+                        help="where to write the Markdown report")
+    parser.add_argument("--put-sink", metavar="PORTS", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    for attr, allowed in (("only", PROXIES), ("figures", FIGURES)):
+        value = getattr(args, attr)
+        chosen = value.split(",") if value else list(allowed)
+        unknown = set(chosen) - set(allowed)
+        if unknown:
+            parser.error(f"--{attr}: unknown {', '.join(sorted(unknown))}")
+        setattr(args, attr + "_list", [x for x in allowed if x in chosen])
+    return args
+
+
+class Context:
+    pass
+
+
+def main():
+    args = parse_args()
+    if args.put_sink:
+        serve_put_sink([int(p) for p in args.put_sink.split(",")])
+        return 0
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    atexit.register(cleanup)
+    started = time.monotonic()
+
+    ctx = Context()
+    ctx.cfg = dict(SETTINGS["quick" if args.quick else "full"])
+    if args.runs:
+        ctx.cfg["runs"] = args.runs
+    ctx.results, ctx.errors, ctx.skipped = {}, [], []
+    names = list(args.only_list)
+
+    ensure_tools()
+    if any(n.startswith("sidekick") for n in names):
+        reason = sidekick_usable() if args.no_build else build_sidekick()
+        if reason:
+            if args.only:
+                sys.exit(f"sidekick unusable: {reason}")
+            print(f"warning: skipping sidekick: {reason}", flush=True)
+            ctx.skipped.append(f"sidekick, sidekick-default: {reason}")
+            names = [n for n in names if not n.startswith("sidekick")]
+
+    complete = names == PROXIES and args.figures_list == FIGURES
+    output = args.output or BENCH / (
+        "RESULTS-quick.md" if args.quick
+        else "RESULTS.md" if complete else "RESULTS-partial.md")
+
+    raise_fd_limit()
+    ctx.gen_cpu, ctx.proxy_cpu = cpu_layout()
+    # This script opens the idle connections: it counts as load generator.
+    os.sched_setaffinity(0, {ctx.gen_cpu})
+    ctx.nginx_user = "user root;" if os.geteuid() == 0 else ""
+    try:
+        shm = Path("/dev/shm")
+        ctx.dir = Path(tempfile.mkdtemp(
+            prefix="sidekick-bench-", dir=shm if shm.is_dir() else None))
+        TMP_DIRS.append(ctx.dir)
+        print(f"creating test objects in {ctx.dir}", flush=True)
+        ctx.www = make_data(ctx.dir)
+        ctx.backends = [Backend(ctx, i) for i in range(BACKENDS)]
+        for backend in ctx.backends:
+            backend.start()
+        ports = [b.port for b in ctx.backends]
+        ctx.proxies = {n: Proxy(ctx, n, ports) for n in names}
+        for proxy in ctx.proxies.values():
+            proxy.start()
+        for figure in args.figures_list:
+            print(f"figure: {figure}", flush=True)
+            FIGURE_FUNCTIONS[figure](ctx)
+    finally:
+        cleanup()
+
+    text = report(ctx, args)
+    output.write_text(text)
+    print("\n" + text)
+    print(f"wrote {output} in {time.monotonic() - started:.0f} s")
+    if ctx.errors:
+        print(f"{len(ctx.errors)} measurement(s) failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

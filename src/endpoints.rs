@@ -210,11 +210,14 @@ pub fn parse_endpoint(url: &str) -> Result<Endpoint, EndpointError> {
     {
         return Err(bad(&format!("invalid host '{host}'")));
     }
-    if authority.as_str().ends_with(':') {
-        return Err(bad("missing port after ':'"));
-    }
     let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
-    let port = authority.port_u16().unwrap_or(default_port);
+    // What follows the host is ":PORT" or nothing (credentials were refused above).
+    let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+        None => default_port,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| bad(&format!("invalid port '{p}'")))?,
+    };
     if port == 0 {
         return Err(bad("port 0 is not a valid port"));
     }

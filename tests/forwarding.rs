@@ -1,0 +1,153 @@
+//! Forwarding rules: what the backend receives and what the client gets back are
+//! exactly what they should be.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+fn setup() -> (Backend, Sidekick) {
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&["--health-duration", "1s", &backend.url()]);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    (backend, sk)
+}
+
+#[test]
+fn path_query_and_host_arrive_byte_exact() {
+    let (backend, sk) = setup();
+    let targets = [
+        "/bucket/a%2Fb+c%20d//e/%E2%82%AC?prefix=x%2By&list-type=2&empty=&a=1&a=2",
+        "/bucket/caf%C3%A9/%F0%9F%98%80.txt?x-id=GetObject",
+        "//double//slashes/?q=%25",
+        "/bucket/key%3Fnot-a-query?uploads",
+    ];
+    for target in targets {
+        let raw = format!("GET {target} HTTP/1.1\r\nHost: minio.example:9000\r\nConnection: close\r\n\r\n");
+        let resp = raw_request(sk.addr, raw.as_bytes(), false);
+        assert_eq!(resp.status, 200, "{target}");
+        let seen = backend.last_seen();
+        assert_eq!(seen.target, target);
+        assert_eq!(seen.header("host"), Some("minio.example:9000"));
+        assert_eq!(seen.header("x-forwarded-host"), Some("minio.example:9000"));
+    }
+    // Raw UTF-8 in a request target is not HTTP (clients percent-encode it): rejected
+    // like HAProxy does, and never forwarded.
+    let before = backend.hits();
+    let raw = "GET /caf\u{e9} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(sk.addr, raw.as_bytes(), false).status, 400);
+    assert_eq!(backend.hits(), before);
+}
+
+#[test]
+fn forwarded_headers_are_added_and_hop_by_hop_removed() {
+    let (backend, sk) = setup();
+    let raw = "GET /obj HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, X-Private\r\nX-Private: secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Forwarded-For: 203.0.113.7\r\nX-Amz-Date: 20261126T000000Z\r\nX-Dup: 1\r\nX-Dup: 2\r\nAuthorization: AWS4-HMAC-SHA256 Credential=x\r\n\r\nGET /obj HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut r = BufReader::new(stream);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    let seen = &backend.seen()[0];
+    for gone in ["connection", "x-private", "keep-alive", "te", "proxy-connection", "upgrade"] {
+        assert!(seen.header(gone).is_none(), "{gone} reached the backend: {}", seen.raw_head);
+    }
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-amz-date"), Some("20261126T000000Z"));
+    assert_eq!(seen.header("authorization"), Some("AWS4-HMAC-SHA256 Credential=x"));
+    let dups: Vec<_> = seen.headers.iter().filter(|(n, _)| n == "x-dup").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(dups, ["1", "2"]);
+    assert!(seen.header("user-agent").is_none(), "sidekick added a User-Agent");
+    assert!(seen.header("content-length").is_none(), "a GET without body got a Content-Length");
+    assert_eq!(backend.seen()[1].header("x-forwarded-for"), Some("127.0.0.1"));
+
+    let hop = sk.get("/hop");
+    assert_eq!(hop.text(), "ok");
+    assert_eq!(hop.header("x-kept"), Some("yes"));
+    for gone in ["x-secret", "keep-alive", "upgrade"] {
+        assert!(hop.header(gone).is_none(), "{gone} reached the client");
+    }
+}
+
+#[test]
+fn head_range_not_modified_and_no_content() {
+    let (_backend, sk) = setup();
+    let head = request(sk.addr, "HEAD", "/head", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("12345"));
+    assert_eq!(head.header("etag"), Some("\"x\""));
+
+    let big_head = request(sk.addr, "HEAD", "/big?size=1048576", &[], b"");
+    assert_eq!(big_head.header("content-length"), Some("1048576"));
+
+    let range = request(sk.addr, "GET", "/range", &[("Range", "bytes=5-9")], b"");
+    assert_eq!(range.status, 206);
+    assert_eq!(range.header("content-range"), Some("bytes 5-9/20"));
+    assert_eq!(range.text(), "56789");
+
+    let nm = request(sk.addr, "GET", "/not-modified", &[("If-None-Match", "\"v1\"")], b"");
+    assert_eq!(nm.status, 304);
+    assert_eq!(nm.header("etag"), Some("\"v1\""));
+    assert!(nm.header("transfer-encoding").is_none());
+
+    let nc = request(sk.addr, "DELETE", "/no-content", &[], b"");
+    assert_eq!(nc.status, 204);
+    assert!(nc.header("content-length").is_none() && nc.header("transfer-encoding").is_none());
+
+    let chunked = sk.get("/chunked");
+    assert_eq!(chunked.text(), "hello world");
+}
+
+#[test]
+fn uploads_keep_their_framing() {
+    let (backend, sk) = setup();
+    // Content-Length stays Content-Length.
+    let body = vec![7u8; 300_000];
+    let resp = request(sk.addr, "PUT", "/upload", &[], &body);
+    assert_eq!(resp.text(), format!("300000 {}", sha256(&body)));
+    let seen = backend.last_seen();
+    assert_eq!(seen.header("content-length"), Some("300000"));
+    assert!(seen.header("transfer-encoding").is_none());
+
+    // Empty body with Content-Length: 0 keeps it (S3 may sign it).
+    let empty = "PUT /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_request(sk.addr, empty.as_bytes(), false).text(), format!("0 {}", sha256(b"")));
+    assert_eq!(backend.last_seen().header("content-length"), Some("0"));
+
+    // Chunked stays chunked.
+    let chunked = "PUT /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n";
+    let resp = raw_request(sk.addr, chunked.as_bytes(), false);
+    assert_eq!(resp.text(), format!("11 {}", sha256(b"hello world")));
+    let seen = backend.last_seen();
+    assert_eq!(seen.header("transfer-encoding"), Some("chunked"));
+    assert!(seen.header("content-length").is_none());
+
+    // Expect: 100-continue: the client gets its 100 before it sends the body.
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .write_all(b"PUT /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(stream.try_clone().unwrap());
+    let (start, _) = read_head(&mut r).unwrap();
+    assert!(start.starts_with("HTTP/1.1 100"), "{start}");
+    stream.write_all(b"hello").unwrap();
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!(resp.text(), format!("5 {}", sha256(b"hello")));
+}
+
+#[test]
+fn backend_dying_mid_body_cuts_the_client_connection() {
+    let (_backend, sk) = setup();
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream.write_all(b"GET /cut HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    let mut r = BufReader::new(stream);
+    let result = read_response(&mut r, false);
+    assert!(result.is_err(), "a cut body looked complete: {result:?}");
+    // sidekick itself keeps serving.
+    assert_eq!(sk.get("/ok").status, 200);
+}
