@@ -11,7 +11,12 @@ test on free loopback ports, measures, prints the results and writes them as
 Markdown. Every process it starts is stopped when it exits.
 
 CPU budget: the proxy under test runs on CPU 1; the load generators, the
-backends and this script share CPU 0.
+backends and this script share CPU 0 (sidekick-default excepted, see Proxy).
+
+Useful while developing: --only direct,nginx,haproxy (no sidekick needed),
+--figures small,latency, --runs N, --no-build, --sidekick-bin PATH. A run that is not a complete
+full one writes bench/RESULTS-quick.md or bench/RESULTS-partial.md instead of
+bench/RESULTS.md.
 """
 
 import argparse
@@ -241,14 +246,14 @@ def build_sidekick():
     print("building sidekick: cargo build --release", flush=True)
     if subprocess.run(["cargo", "build", "--release"], cwd=ROOT).returncode:
         return "cargo build --release failed"
-    return sidekick_usable()
+    return sidekick_usable(SIDEKICK)
 
 
-def sidekick_usable():
-    if not SIDEKICK.exists():
-        return f"{SIDEKICK} does not exist"
+def sidekick_usable(binary):
+    if not binary.exists():
+        return f"{binary} does not exist"
     try:
-        help_run = subprocess.run([str(SIDEKICK), "--help"],
+        help_run = subprocess.run([str(binary), "--help"],
                                   capture_output=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"sidekick --help failed: {e}"
@@ -318,13 +323,14 @@ class Backend:
         PROCS.stop(self.proc, sig=signal.SIGKILL)
 
 
-# The PUT sink. An nginx backend answers a PUT it has no handler for before
-# reading the body (it drains it in the background), which would let a proxy
-# finish early; making nginx read the body first (echo module) stores it, and
-# measured ~1.5x slower than this loop. So PUTs go to four sink ports served
-# by `run.py --put-sink`: it reads every byte (Content-Length or chunked)
-# with recv_into into one reused 1 MiB buffer, so it costs one kernel copy per
-# byte, and replies with the byte count, which the figure checks.
+# The PUT sink. nginx answers a `return 200` location before the request body
+# has arrived and drains the body afterwards, which would let a proxy finish
+# early. Making nginx read the body first (echo_read_request_body from the
+# echo module) stores it in memory or a temp file, and measured ~1.5x slower
+# than this loop. So PUTs go to four sink ports served by
+# `run.py --put-sink`: it reads every byte (Content-Length or chunked) into
+# one reused 1 MiB buffer, which costs one kernel copy per byte, and only
+# then replies, with the byte count, which the figure checks.
 
 def sink_read_exact(rfile, n, buf):
     got = 0
@@ -383,7 +389,6 @@ def serve_put_sink(ports):
     def accept_loop(listener):
         while True:
             conn, _ = listener.accept()
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * MIB)
             threading.Thread(target=sink_connection, args=(conn,),
                              daemon=True).start()
 
@@ -436,7 +441,7 @@ class Proxy:
         d, name = self.ctx.dir, self.instance
         if self.name.startswith("sidekick"):
             site = ",".join(f"http://127.0.0.1:{p}" for p in self.backend_ports)
-            argv = [str(SIDEKICK), "--address", f"127.0.0.1:{self.port}",
+            argv = [str(self.ctx.sidekick), "--address", f"127.0.0.1:{self.port}",
                     "--health-path", "/health/ready",
                     "--health-duration", "1s", "--quiet"]
             if self.name == "sidekick":
@@ -462,9 +467,12 @@ class Proxy:
     def start(self):
         if self.name == "direct":
             return
+        # sidekick's default worker count is the number of CPUs it may run
+        # on, so pinning sidekick-default to one CPU would make it the same
+        # as --workers 1: it runs unpinned, sharing CPU 0 with the load.
+        cpu = None if self.name == "sidekick-default" else self.ctx.proxy_cpu
         self.proc = PROCS.start(self.command(),
-                                self.ctx.dir / f"{self.instance}.log",
-                                cpu=self.ctx.proxy_cpu)
+                                self.ctx.dir / f"{self.instance}.log", cpu=cpu)
         # sidekick has its own health endpoint; the others are ready once a
         # backend's health check answers through them.
         path = "/v1/health" if self.name.startswith("sidekick") \
@@ -517,6 +525,11 @@ def parse_wrk(output):
     raise RuntimeError(f"no WRK_JSON line in wrk output:\n{output}")
 
 
+def wrk_failures(r):
+    """Socket errors plus responses outside 2xx/3xx."""
+    return sum(r[k] for k in ("connect", "read", "write", "timeout", "status"))
+
+
 def wrk(ctx, url, seconds):
     return parse_wrk(run_client(ctx, wrk_argv(url, seconds), seconds + 30))
 
@@ -549,7 +562,10 @@ def open_idle_connections(port, count):
             if key.strip().lower() == b"content-length":
                 length = int(value)
         while len(body) < length:
-            body += s.recv(65536)
+            chunk = s.recv(65536)
+            if not chunk:
+                raise RuntimeError("proxy closed an idle test connection")
+            body += chunk
     return socks
 
 
@@ -578,8 +594,9 @@ def each_run(ctx):
 
 
 def measure(ctx, what, proxy, fn):
+    """fn()'s value, or None after recording why it failed."""
     try:
-        fn()
+        return fn()
     except Exception as e:  # one failed measurement must not lose the rest
         msg = f"{what} / {proxy.name}: {e}"
         ctx.errors.append(msg)
@@ -599,8 +616,7 @@ def figure_small(ctx):
     for run, proxy in each_run(ctx):
         def one():
             r = wrk(ctx, proxy.url("/small"), seconds)
-            errors = sum(r[k] for k in
-                         ("connect", "read", "write", "status", "timeout"))
+            errors = wrk_failures(r)
             if errors:
                 raise RuntimeError(f"{errors} errors in {r}")
             rps = r["requests"] / (r["duration_us"] / 1e6)
@@ -645,74 +661,83 @@ def figure_latency(ctx):
                     [v - base for v in values]
 
 
+def get_1g(ctx, proxy):
+    code, speed, size = curl(ctx, [
+        "-o", "/dev/null", "-w",
+        "%{http_code} %{speed_download} %{size_download}", proxy.url("/1g")])
+    if code != "200" or int(size) != GIB:
+        raise RuntimeError(f"status {code}, {size} bytes")
+    return float(speed) / 1e6
+
+
+def put_1g(ctx, proxy):
+    # "Expect:" stops curl from waiting for a 100 Continue that some proxies
+    # answer and others forward. The sink's reply is the number of body
+    # bytes it read.
+    body, code, speed = curl(ctx, [
+        "-H", "Expect:", "-T", str(ctx.www / "1g"),
+        "-w", "\n%{http_code} %{speed_upload}", proxy.url("/put")])
+    if code != "200" or int(body) != GIB:
+        raise RuntimeError(f"status {code}, sink got {body} bytes")
+    return float(speed) / 1e6
+
+
+def get_8x128m(ctx, proxy):
+    argv = ["--parallel", "--parallel-immediate", "--parallel-max", "8",
+            "-w", "%{http_code} %{size_download}\n"]
+    for _ in range(8):
+        argv += ["-o", "/dev/null", proxy.url("/128m")]
+    start = time.monotonic()
+    out = curl(ctx, argv)
+    elapsed = time.monotonic() - start
+    if out[0::2] != ["200"] * 8 or out[1::2] != [str(128 * MIB)] * 8:
+        raise RuntimeError(f"replies {out}")
+    return 8 * 128 * MIB / elapsed / 1e6
+
+
+# (metric, label, function, through the PUT sink instance)
+LARGE_TRANSFERS = [
+    ("get_1g_mbs", "GET", get_1g, False),
+    ("put_1g_mbs", "PUT", put_1g, True),
+    ("get_8x128m_mbs", "8xGET", get_8x128m, False),
+]
+
+
 def figure_large(ctx):
     """3. One 1 GiB GET, one 1 GiB PUT, eight parallel 128 MiB GETs (MB/s);
     also each proxy's peak RSS during them."""
     sinks = PutSinks(ctx)
-    sinks.start()
-    put_proxies = {}
+    put_proxies = {name: Proxy(ctx, name, sinks.ports, suffix="-put")
+                   for name in ctx.proxies}
     try:
-        for name in ctx.proxies:
-            put_proxies[name] = Proxy(ctx, name, sinks.ports, suffix="-put")
-            put_proxies[name].start()
+        sinks.start()
+        for put_proxy in put_proxies.values():
+            put_proxy.start()
         for run, proxy in each_run(ctx):
-            put_proxy = put_proxies[proxy.name]
+            instances = [proxy, put_proxies[proxy.name]]
             if proxy.proc:
-                proxy.reset_peak()
-                put_proxy.reset_peak()
-
-            def get_1g():
-                code, speed, size = curl(ctx, [
-                    "-o", "/dev/null", "-w",
-                    "%{http_code} %{speed_download} %{size_download}",
-                    proxy.url("/1g")])
-                if code != "200" or int(size) != GIB:
-                    raise RuntimeError(f"status {code}, {size} bytes")
-                record(ctx, "get_1g_mbs", proxy, float(speed) / 1e6)
-
-            def put_1g():
-                # "Expect:" stops curl from waiting for a 100 Continue that
-                # some proxies answer and others forward. The sink's reply
-                # is the number of body bytes it read.
-                body, code, speed = run_client(ctx, [
-                    "curl", "-sS", "--fail", "-H", "Expect:",
-                    "-T", str(ctx.www / "1g"),
-                    "-w", "\n%{http_code} %{speed_upload}",
-                    put_proxy.url("/put")], 300).split()
-                if code != "200" or int(body) != GIB:
-                    raise RuntimeError(f"status {code}, sink got {body}")
-                record(ctx, "put_1g_mbs", proxy, float(speed) / 1e6)
-
-            def get_8x128m():
-                argv = ["--parallel", "--parallel-immediate",
-                        "--parallel-max", "8", "-w",
-                        "%{http_code} %{size_download}\n"]
-                for _ in range(8):
-                    argv += ["-o", "/dev/null", proxy.url("/128m")]
-                start = time.monotonic()
-                out = curl(ctx, argv)
-                elapsed = time.monotonic() - start
-                codes, sizes = out[0::2], out[1::2]
-                if codes != ["200"] * 8 or sizes != [str(128 * MIB)] * 8:
-                    raise RuntimeError(f"replies {out}")
-                record(ctx, "get_8x128m_mbs", proxy,
-                       8 * 128 * MIB / elapsed / 1e6)
-
-            measure(ctx, "1 GiB GET", proxy, get_1g)
-            measure(ctx, "1 GiB PUT", proxy, put_1g)
-            measure(ctx, "8 x 128 MiB GET", proxy, get_8x128m)
+                for instance in instances:
+                    instance.reset_peak()
+            line = []
+            for metric, label, transfer, on_sink in LARGE_TRANSFERS:
+                target = instances[on_sink]
+                value = measure(ctx, f"large {label}", proxy,
+                                lambda: transfer(ctx, target))
+                if value is not None:
+                    record(ctx, metric, proxy, value)
+                    line.append(f"{label} {value:,.0f}")
+            line = ["  ".join(line) + " MB/s"]
             if proxy.proc:
-                peak = max(proxy.rss_mib("VmHWM"), put_proxy.rss_mib("VmHWM"))
+                peak = max(i.rss_mib("VmHWM") for i in instances)
                 record(ctx, "rss_peak_mib", proxy, peak)
-            print(f"  large  run {run + 1} {proxy.name:17} " + "  ".join(
-                f"{label} {ctx.results.get(m, {}).get(proxy.name, [0])[-1]:,.0f}"
-                for label, m in (("GET", "get_1g_mbs"), ("PUT", "put_1g_mbs"),
-                                 ("8xGET", "get_8x128m_mbs"))) + " MB/s",
-                  flush=True)
+                line.append(f"peak RSS {peak:.1f} MiB")
+            print(f"  large  run {run + 1} {proxy.name:17} "
+                  + ", ".join(line), flush=True)
     finally:
-        for p in put_proxies.values():
-            p.stop()
-        sinks.stop()
+        for put_proxy in put_proxies.values():
+            put_proxy.stop()
+        if sinks.proc:
+            sinks.stop()
 
 
 def figure_memory(ctx):
@@ -754,9 +779,8 @@ def figure_failover(ctx):
     for run, proxy in each_run(ctx):
         def one():
             wrk_proc = PROCS.start(
-                ["taskset", "-c", str(ctx.gen_cpu)]
-                + wrk_argv(proxy.url("/small"), cfg["failover_s"]),
-                ctx.dir / "wrk-failover.log")
+                wrk_argv(proxy.url("/small"), cfg["failover_s"]),
+                ctx.dir / "wrk-failover.log", cpu=ctx.gen_cpu)
             start = time.monotonic()
             try:
                 time.sleep(cfg["kill_at"])
@@ -771,8 +795,7 @@ def figure_failover(ctx):
                 PROCS.stop(wrk_proc)
             r = parse_wrk(Path(wrk_proc.log_path).read_text())
             Path(wrk_proc.log_path).unlink()
-            failed = sum(r[k] for k in
-                         ("connect", "read", "write", "status", "timeout"))
+            failed = wrk_failures(r)
             record(ctx, "failover_failed", proxy, failed)
             record(ctx, "failover_requests", proxy, r["requests"])
             print(f"  failover run {run + 1} {proxy.name:17} {failed:,} failed"
@@ -840,7 +863,8 @@ def median_of(ctx, metric, proxy):
 def ratio(value, ref):
     if value is None or not ref:
         return "n/a"
-    return f"{value / ref:.2f}x"
+    r = value / ref
+    return f"{r:.2f}x" if r < 100 else f"{r:,.0f}x"
 
 
 def metric_table(ctx, metric, fmt, ratios):
@@ -968,14 +992,15 @@ def report(ctx, args):
     out += ["", "## Setup", "",
             "- Proxies: **direct** is no proxy (the client talks to backend "
             "0); **sidekick** runs with `--workers 1`; **sidekick-default** "
-            "at its default worker count, pinned to the same single CPU; "
+            "at its default worker count (one per CPU it may use), so it is "
+            "not pinned and shares CPU 0 with the load; "
             "**nginx** and **haproxy** use `bench/nginx-proxy.conf.tmpl` and "
             "`bench/haproxy.cfg.tmpl` (one worker/thread, least connections, "
             "keep-alive upstreams, no buffering).",
             "- Backends: four nginx instances "
             "(`bench/nginx-backend.conf.tmpl`), one worker each, serving "
             "files from tmpfs (page cache, sendfile).",
-            "- PUT: nginx cannot discard a request body before answering, so "
+            "- PUT: nginx answers before it has read a body it discards, so "
             "the PUT figure uses four sink ports served by `run.py "
             "--put-sink`, which reads every byte into a reused buffer and "
             "replies with the byte count (checked to be 1 GiB); each proxy "
@@ -1012,6 +1037,8 @@ def parse_args():
     parser.add_argument("--runs", type=int, help="override runs per figure")
     parser.add_argument("--no-build", action="store_true",
                         help="use the existing target/release/sidekick")
+    parser.add_argument("--sidekick-bin", type=Path, metavar="PATH",
+                        help="benchmark this sidekick binary (no build)")
     parser.add_argument("--output", type=Path,
                         help="where to write the Markdown report")
     parser.add_argument("--put-sink", metavar="PORTS", help=argparse.SUPPRESS)
@@ -1048,8 +1075,10 @@ def main():
     names = list(args.only_list)
 
     ensure_tools()
+    ctx.sidekick = (args.sidekick_bin or SIDEKICK).resolve()
     if any(n.startswith("sidekick") for n in names):
-        reason = sidekick_usable() if args.no_build else build_sidekick()
+        reason = sidekick_usable(ctx.sidekick) \
+            if args.no_build or args.sidekick_bin else build_sidekick()
         if reason:
             if args.only:
                 sys.exit(f"sidekick unusable: {reason}")
@@ -1083,7 +1112,11 @@ def main():
             proxy.start()
         for figure in args.figures_list:
             print(f"figure: {figure}", flush=True)
-            FIGURE_FUNCTIONS[figure](ctx)
+            try:
+                FIGURE_FUNCTIONS[figure](ctx)
+            except Exception as e:  # keep the other figures' results
+                ctx.errors.append(f"figure {figure}: {e}")
+                print(f"  ERROR figure {figure}: {e}", flush=True)
     finally:
         cleanup()
 

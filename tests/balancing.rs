@@ -10,25 +10,46 @@ use common::*;
 const LONG: Duration = Duration::from_secs(20);
 
 fn backends(prefix: &str, n: usize) -> Vec<Backend> {
-    (0..n).map(|i| Backend::start(&format!("{prefix}{i}"))).collect()
+    (0..n)
+        .map(|i| Backend::start(&format!("{prefix}{i}")))
+        .collect()
 }
 
 fn site(backends: &[Backend]) -> String {
-    backends.iter().map(Backend::url).collect::<Vec<_>>().join(",")
+    backends
+        .iter()
+        .map(Backend::url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn spread(policy: &str) {
     let b = backends("b", 4);
     let sk = Sidekick::start(&["--host-balance", policy, &site(&b)]);
-    wait_for("all four up", LONG, || b.iter().all(|b| b.health_checks() > 0) && sk.health() == 200);
+    wait_for("all four up", LONG, || {
+        b.iter().all(|b| b.health_checks() > 0) && sk.health() == 200
+    });
     // Let every first check land in the pool before counting.
-    wait_for("four up in the log", LONG, || sk.log.lock().unwrap().iter().filter(|l| l.contains(" is up")).count() == 4);
+    wait_for("four up in the log", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 4
+    });
     for _ in 0..400 {
         assert_eq!(sk.get("/obj").status, 200);
     }
     for backend in &b {
         let share = backend.hits() as f64 / 400.0;
-        assert!(share >= 0.15, "{policy}: {} got {:.0}%", backend.name, share * 100.0);
+        assert!(
+            share >= 0.15,
+            "{policy}: {} got {:.0}%",
+            backend.name,
+            share * 100.0
+        );
     }
 }
 
@@ -46,14 +67,28 @@ fn random_spreads_over_all_backends() {
 fn failing_health_check_removes_then_restores_a_backend() {
     let b = backends("h", 2);
     let sk = Sidekick::start(&["--health-duration", "200ms", &site(&b)]);
-    wait_for("both up", LONG, || sk.log.lock().unwrap().iter().filter(|l| l.contains(" is up")).count() == 2);
+    wait_for("both up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
     b[0].set_healthy(false);
-    wait_for("h0 down", LONG, || sk.log_contains(&format!("{} is down", b[0].url())));
+    wait_for("h0 down", LONG, || {
+        sk.log_contains(&format!("{} is down", b[0].url()))
+    });
     let before = b[0].hits();
     for _ in 0..40 {
         assert_eq!(sk.get("/x").text(), "h1");
     }
-    assert_eq!(b[0].hits(), before, "a backend failing its check got traffic");
+    assert_eq!(
+        b[0].hits(),
+        before,
+        "a backend failing its check got traffic"
+    );
     b[0].set_healthy(true);
     wait_for("h0 back", LONG, || {
         sk.get("/x");
@@ -66,21 +101,47 @@ fn killed_backend_is_marked_down_at_first_refusal_and_returns_after_restart() {
     let mut b = backends("k", 2);
     // A long interval: only a failed request can mark the backend down quickly.
     let sk = Sidekick::start(&["--health-duration", "1h", &site(&b)]);
-    wait_for("both up", LONG, || sk.log.lock().unwrap().iter().filter(|l| l.contains(" is up")).count() == 2);
+    wait_for("both up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
     b[0].kill();
     // Every request succeeds: a refused connection is retried on the other backend.
     for _ in 0..20 {
         assert_eq!(sk.get("/x").text(), "k1");
     }
     assert!(sk.log_contains(&format!("{} is down", b[0].url())));
-    assert_eq!(sk.log.lock().unwrap().iter().filter(|l| l.contains(" is down")).count(), 1);
+    assert_eq!(
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is down"))
+            .count(),
+        1
+    );
 
     // With a short interval, a restarted backend gets traffic again.
     let mut b2 = backends("r", 2);
     let sk2 = Sidekick::start(&["--health-duration", "200ms", &site(&b2)]);
-    wait_for("both up", LONG, || sk2.log.lock().unwrap().iter().filter(|l| l.contains(" is up")).count() == 2);
+    wait_for("both up", LONG, || {
+        sk2.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
     b2[0].kill();
-    wait_for("r0 down", LONG, || sk2.log_contains(&format!("{} is down", b2[0].url())));
+    wait_for("r0 down", LONG, || {
+        sk2.log_contains(&format!("{} is down", b2[0].url()))
+    });
     b2[0].restart();
     let before = b2[0].hits();
     wait_for("r0 serves again", LONG, || {
@@ -93,8 +154,21 @@ fn killed_backend_is_marked_down_at_first_refusal_and_returns_after_restart() {
 fn site_failover_fail_back_and_all_down() {
     let mut primary = Backend::start("primary");
     let mut secondary = Backend::start("secondary");
-    let sk = Sidekick::start(&["--health-duration", "200ms", &primary.url(), &secondary.url()]);
-    wait_for("both up", LONG, || sk.log.lock().unwrap().iter().filter(|l| l.contains(" is up")).count() == 2);
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "200ms",
+        &primary.url(),
+        &secondary.url(),
+    ]);
+    wait_for("both up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
     for _ in 0..10 {
         assert_eq!(sk.get("/x").text(), "primary");
     }
@@ -103,7 +177,9 @@ fn site_failover_fail_back_and_all_down() {
         assert_eq!(sk.get("/x").text(), "secondary", "site 2 did not take over");
     }
     primary.restart();
-    wait_for("fail-back to site 1", LONG, || sk.get("/x").text() == "primary");
+    wait_for("fail-back to site 1", LONG, || {
+        sk.get("/x").text() == "primary"
+    });
 
     primary.kill();
     secondary.kill();
@@ -114,7 +190,10 @@ fn site_failover_fail_back_and_all_down() {
     assert_eq!(resp.header("content-type"), Some("application/xml"));
     let body = resp.text();
     assert!(body.contains("<Code>BackendDown</Code>"), "{body}");
-    assert!(body.contains("<Resource>/bucket/a&amp;b</Resource>"), "{body}");
+    assert!(
+        body.contains("<Resource>/bucket/a&amp;b</Resource>"),
+        "{body}"
+    );
 
     secondary.restart();
     wait_for("health back", LONG, || sk.health() == 200);
@@ -131,7 +210,9 @@ fn sigterm_drains_in_flight_requests_then_exits_0() {
     wait_for("request in flight", LONG, || b.held() == 1);
     sk.signal("TERM");
     // New connections are refused once sidekick stops accepting.
-    wait_for("listener closed", LONG, || std::net::TcpStream::connect(addr).is_err());
+    wait_for("listener closed", LONG, || {
+        std::net::TcpStream::connect(addr).is_err()
+    });
     b.release_held();
     let resp = client.join().unwrap();
     assert_eq!((resp.status, resp.text().as_str()), (200, "held"));

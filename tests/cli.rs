@@ -34,7 +34,10 @@ fn check_expands_sites_pools_and_health_urls() {
     ]);
     assert!(out.contains("site 1: 8 backend(s)"), "{out}");
     assert!(out.contains("site 2: 2 backend(s)"), "{out}");
-    assert!(out.contains("http://minio8:9000  health http://minio8:9001/minio/health/ready"), "{out}");
+    assert!(
+        out.contains("http://minio8:9000  health http://minio8:9001/minio/health/ready"),
+        "{out}"
+    );
     assert!(out.contains("http://dr01:9000"), "{out}");
     assert!(out.contains("http://dr02:9000"), "{out}");
 
@@ -46,7 +49,10 @@ fn check_expands_sites_pools_and_health_urls() {
     assert!(padded.contains("http://m01:9000") && padded.contains("http://m16:9000"));
 
     let read = check(&["-r", "/ro", "http://a:1", "http://b:1"]);
-    assert!(read.contains("http://a:1/health/ready") && read.contains("http://b:1/ro"), "{read}");
+    assert!(
+        read.contains("http://a:1/health/ready") && read.contains("http://b:1/ro"),
+        "{read}"
+    );
 }
 
 #[test]
@@ -86,7 +92,11 @@ fn bad_input_exits_2_with_one_line_naming_the_value() {
     ];
     for (args, needle) in cases {
         // Never listen on a real port, even if validation were broken.
-        let listen: &[&str] = if args.contains(&"--address") { &[] } else { &["--address", "127.0.0.1:0"] };
+        let listen: &[&str] = if args.contains(&"--address") {
+            &[]
+        } else {
+            &["--address", "127.0.0.1:0"]
+        };
         let out = run(&[listen, *args].concat());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
@@ -120,5 +130,7 @@ fn help_and_version() {
     }
     let version = run(&["-v"]);
     assert_eq!(version.status.code(), Some(0));
-    assert!(String::from_utf8(version.stdout).unwrap().contains(env!("CARGO_PKG_VERSION")));
+    assert!(String::from_utf8(version.stdout)
+        .unwrap()
+        .contains(env!("CARGO_PKG_VERSION")));
 }

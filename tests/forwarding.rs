@@ -26,7 +26,9 @@ fn path_query_and_host_arrive_byte_exact() {
         "/bucket/key%3Fnot-a-query?uploads",
     ];
     for target in targets {
-        let raw = format!("GET {target} HTTP/1.1\r\nHost: minio.example:9000\r\nConnection: close\r\n\r\n");
+        let raw = format!(
+            "GET {target} HTTP/1.1\r\nHost: minio.example:9000\r\nConnection: close\r\n\r\n"
+        );
         let resp = raw_request(sk.addr, raw.as_bytes(), false);
         assert_eq!(resp.status, 200, "{target}");
         let seen = backend.last_seen();
@@ -52,18 +54,49 @@ fn forwarded_headers_are_added_and_hop_by_hop_removed() {
     assert_eq!(read_response(&mut r, false).unwrap().status, 200);
     assert_eq!(read_response(&mut r, false).unwrap().status, 200);
     let seen = &backend.seen()[0];
-    for gone in ["connection", "x-private", "keep-alive", "te", "proxy-connection", "upgrade"] {
-        assert!(seen.header(gone).is_none(), "{gone} reached the backend: {}", seen.raw_head);
+    for gone in [
+        "connection",
+        "x-private",
+        "keep-alive",
+        "te",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(
+            seen.header(gone).is_none(),
+            "{gone} reached the backend: {}",
+            seen.raw_head
+        );
     }
-    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        seen.header("x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(seen.header("x-real-ip"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-amz-date"), Some("20261126T000000Z"));
-    assert_eq!(seen.header("authorization"), Some("AWS4-HMAC-SHA256 Credential=x"));
-    let dups: Vec<_> = seen.headers.iter().filter(|(n, _)| n == "x-dup").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(
+        seen.header("authorization"),
+        Some("AWS4-HMAC-SHA256 Credential=x")
+    );
+    let dups: Vec<_> = seen
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "x-dup")
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(dups, ["1", "2"]);
-    assert!(seen.header("user-agent").is_none(), "sidekick added a User-Agent");
-    assert!(seen.header("content-length").is_none(), "a GET without body got a Content-Length");
-    assert_eq!(backend.seen()[1].header("x-forwarded-for"), Some("127.0.0.1"));
+    assert!(
+        seen.header("user-agent").is_none(),
+        "sidekick added a User-Agent"
+    );
+    assert!(
+        seen.header("content-length").is_none(),
+        "a GET without body got a Content-Length"
+    );
+    assert_eq!(
+        backend.seen()[1].header("x-forwarded-for"),
+        Some("127.0.0.1")
+    );
 
     let hop = sk.get("/hop");
     assert_eq!(hop.text(), "ok");
@@ -89,7 +122,13 @@ fn head_range_not_modified_and_no_content() {
     assert_eq!(range.header("content-range"), Some("bytes 5-9/20"));
     assert_eq!(range.text(), "56789");
 
-    let nm = request(sk.addr, "GET", "/not-modified", &[("If-None-Match", "\"v1\"")], b"");
+    let nm = request(
+        sk.addr,
+        "GET",
+        "/not-modified",
+        &[("If-None-Match", "\"v1\"")],
+        b"",
+    );
     assert_eq!(nm.status, 304);
     assert_eq!(nm.header("etag"), Some("\"v1\""));
     assert!(nm.header("transfer-encoding").is_none());
@@ -115,7 +154,10 @@ fn uploads_keep_their_framing() {
 
     // Empty body with Content-Length: 0 keeps it (S3 may sign it).
     let empty = "PUT /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    assert_eq!(raw_request(sk.addr, empty.as_bytes(), false).text(), format!("0 {}", sha256(b"")));
+    assert_eq!(
+        raw_request(sk.addr, empty.as_bytes(), false).text(),
+        format!("0 {}", sha256(b""))
+    );
     assert_eq!(backend.last_seen().header("content-length"), Some("0"));
 
     // Chunked stays chunked.
@@ -143,8 +185,12 @@ fn uploads_keep_their_framing() {
 fn backend_dying_mid_body_cuts_the_client_connection() {
     let (_backend, sk) = setup();
     let mut stream = TcpStream::connect(sk.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    stream.write_all(b"GET /cut HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(b"GET /cut HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
     let mut r = BufReader::new(stream);
     let result = read_response(&mut r, false);
     assert!(result.is_err(), "a cut body looked complete: {result:?}");

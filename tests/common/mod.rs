@@ -164,7 +164,9 @@ pub fn request(
 /// than its framing panics.
 pub fn raw_request(addr: SocketAddr, raw: &[u8], head: bool) -> Response {
     let mut stream = TcpStream::connect(addr).expect("connect to sidekick");
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
     stream.write_all(raw).expect("send");
     let mut reader = BufReader::new(stream);
     read_response(&mut reader, head).expect("complete response")
@@ -321,6 +323,8 @@ struct Shared {
     /// Requests to /hold wait until this is true.
     release: (Mutex<bool>, Condvar),
     held: AtomicUsize,
+    /// When set, readiness means "this address accepts connections".
+    probe: Mutex<Option<SocketAddr>>,
 }
 
 /// A small HTTP/1.1 server on loopback that can be killed and restarted on its port.
@@ -385,6 +389,12 @@ impl Backend {
         for c in self.shared.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Readiness follows whether `target` accepts connections (a readiness
+    /// responder for a server that has no readiness path of its own).
+    pub fn probe(&self, target: SocketAddr) {
+        *self.shared.probe.lock().unwrap() = Some(target);
     }
 
     pub fn set_healthy(&self, up: bool) {
@@ -461,7 +471,16 @@ fn serve_one(
 
     if target.starts_with("/health/ready") {
         shared.health_checks.fetch_add(1, SeqCst);
-        let status = if shared.healthy.load(SeqCst) { "200 OK" } else { "503 Service Unavailable" };
+        let probe = *shared.probe.lock().unwrap();
+        let ready = match probe {
+            Some(target) => TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok(),
+            None => shared.healthy.load(SeqCst),
+        };
+        let status = if ready {
+            "200 OK"
+        } else {
+            "503 Service Unavailable"
+        };
         return write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
     }
     shared.hits.fetch_add(1, SeqCst);
