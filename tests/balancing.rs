@@ -234,3 +234,33 @@ fn sighup_rechecks_every_endpoint_without_dropping_requests() {
     assert_eq!(client.join().unwrap().text(), "held");
     assert_eq!(sk.get("/x").status, 200);
 }
+
+#[test]
+fn health_check_timeout_marks_a_backend_down() {
+    let b = backends("t", 2);
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        &site(&b),
+    ]);
+    wait_for("both up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
+    b[0].hang_health_checks();
+    wait_for("t0 down on timeout", LONG, || {
+        sk.log_contains(&format!("{} is down", b[0].url()))
+    });
+    let before = b[0].hits();
+    for _ in 0..20 {
+        assert_eq!(sk.get("/x").text(), "t1");
+    }
+    assert_eq!(b[0].hits(), before);
+}

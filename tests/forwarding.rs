@@ -197,3 +197,35 @@ fn backend_dying_mid_body_cuts_the_client_connection() {
     // sidekick itself keeps serving.
     assert_eq!(sk.get("/ok").status, 200);
 }
+
+#[test]
+fn client_going_away_never_marks_the_backend_down() {
+    let (backend, sk) = setup();
+    // Half an upload, then the client disappears.
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .write_all(b"PUT /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 1048576\r\n\r\n")
+        .unwrap();
+    stream.write_all(&[1u8; 4096]).unwrap();
+    drop(stream);
+    // A download abandoned after its head.
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .write_all(b"GET /big?size=104857600 HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(stream);
+    read_head(&mut r).unwrap();
+    drop(r);
+    // A request abandoned while the backend holds it.
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .write_all(b"GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    wait_for("held", Duration::from_secs(10), || backend.held() == 1);
+    drop(stream);
+    backend.release_held();
+    for _ in 0..5 {
+        assert_eq!(sk.get("/after").status, 200);
+    }
+    assert!(!sk.log_contains("is down"), "{:?}", sk.log.lock().unwrap());
+}

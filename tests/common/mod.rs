@@ -323,6 +323,8 @@ struct Shared {
     /// Requests to /hold wait until this is true.
     release: (Mutex<bool>, Condvar),
     held: AtomicUsize,
+    /// Readiness checks hang (until the backend is dropped).
+    hang_health: AtomicBool,
     /// When set, readiness means "this address accepts connections".
     probe: Mutex<Option<SocketAddr>>,
 }
@@ -395,6 +397,11 @@ impl Backend {
     /// responder for a server that has no readiness path of its own).
     pub fn probe(&self, target: SocketAddr) {
         *self.shared.probe.lock().unwrap() = Some(target);
+    }
+
+    /// Readiness checks get no answer at all.
+    pub fn hang_health_checks(&self) {
+        self.shared.hang_health.store(true, SeqCst);
     }
 
     pub fn set_healthy(&self, up: bool) {
@@ -471,6 +478,13 @@ fn serve_one(
 
     if target.starts_with("/health/ready") {
         shared.health_checks.fetch_add(1, SeqCst);
+        if shared.hang_health.load(SeqCst) {
+            let (lock, cv) = &shared.release;
+            let mut released = lock.lock().unwrap();
+            while !*released {
+                released = cv.wait(released).unwrap();
+            }
+        }
         let probe = *shared.probe.lock().unwrap();
         let ready = match probe {
             Some(target) => TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok(),
