@@ -1,7 +1,7 @@
 //! One backend server: its identity, the atomics the hot path updates, and the
 //! in-flight guard that keeps them right however a request ends.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -28,6 +28,12 @@ pub struct BackendStats {
     pub last_finished: AtomicU64,
     pub calls: AtomicU64,
     pub failures: AtomicU64,
+    /// Requests sent again to another backend after this one failed them.
+    pub retries: AtomicU64,
+    /// 5xx answers in a row, for outlier detection.
+    pub consecutive_5xx: AtomicU32,
+    /// Up in the Pool's view (written by the Pool only; read by optimistic checkers).
+    pub up: AtomicBool,
 }
 
 impl Backend {

@@ -88,6 +88,81 @@ struct Cli {
     #[arg(long, env = "SIDEKICK_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
 
+    /// Consecutive passed checks that bring a down backend up
+    #[arg(long, env = "SIDEKICK_HEALTH_RISE", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    health_rise: u32,
+
+    /// Consecutive failed checks that take an up backend down
+    #[arg(long, env = "SIDEKICK_HEALTH_FALL", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    health_fall: u32,
+
+    /// Check only backends that are down; requests that fail take an up one down
+    #[arg(long, env = "SIDEKICK_HEALTH_OPTIMISTIC")]
+    health_optimistic: bool,
+
+    /// Eject a backend after this many consecutive 5xx answers (0 = never)
+    #[arg(long = "max-5xx", env = "SIDEKICK_MAX_5XX", default_value_t = 0)]
+    max_5xx: u32,
+
+    /// First ejection period; it doubles on each repeat ejection (at most 5m)
+    #[arg(long, env = "SIDEKICK_EJECT_DURATION", default_value = "30s",
+          value_parser = positive_duration)]
+    eject_duration: Duration,
+
+    /// Other backends one request may be retried on, when a retry is safe
+    #[arg(long, env = "SIDEKICK_MAX_RETRIES", default_value_t = 2)]
+    max_retries: u32,
+
+    /// Retries allowed as a percentage of requests over 10 s (at least 10 per window)
+    #[arg(long, env = "SIDEKICK_RETRY_BUDGET", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(0..=100))]
+    retry_budget: u32,
+
+    /// Request bodies up to this size are buffered so that they can be retried
+    #[arg(long, env = "SIDEKICK_RETRY_BUFFER", default_value = "64KiB", value_parser = parse_size)]
+    retry_buffer: u64,
+
+    /// Deadline for connecting to a backend
+    #[arg(long, env = "SIDEKICK_CONNECT_TIMEOUT", default_value = "5s",
+          value_parser = positive_duration)]
+    connect_timeout: Duration,
+
+    /// Deadline for a backend's response head, counted once the request is sent
+    #[arg(long, env = "SIDEKICK_RESPONSE_TIMEOUT", default_value = "60s",
+          value_parser = positive_duration)]
+    response_timeout: Duration,
+
+    /// How long an idle pooled backend connection is kept
+    #[arg(long, env = "SIDEKICK_BACKEND_IDLE_TIMEOUT", default_value = "15s",
+          value_parser = positive_duration)]
+    backend_idle_timeout: Duration,
+
+    /// Deadline for a client to send a whole request head (slowloris defence)
+    #[arg(long, env = "SIDEKICK_CLIENT_HEADER_TIMEOUT", default_value = "10s",
+          value_parser = positive_duration)]
+    client_header_timeout: Duration,
+
+    /// How long an idle client keep-alive connection is kept
+    #[arg(long, env = "SIDEKICK_KEEPALIVE_TIMEOUT", default_value = "75s",
+          value_parser = positive_duration)]
+    keepalive_timeout: Duration,
+
+    /// Largest request head (request line and headers) accepted
+    #[arg(long, env = "SIDEKICK_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = parse_size)]
+    max_header_size: u64,
+
+    /// Most request headers accepted (at most 96)
+    #[arg(long, env = "SIDEKICK_MAX_HEADERS", default_value_t = 96,
+          value_parser = clap::value_parser!(u16).range(1..=96))]
+    max_headers: u16,
+
+    /// Most client connections open at once; more are answered 503 and closed
+    #[arg(long, env = "SIDEKICK_MAX_CONNS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_conns: u32,
+
     /// Expand and validate everything, print sites, backends and health URLs, then exit
     #[arg(long)]
     check: bool,
@@ -133,6 +208,22 @@ pub struct Config {
     pub quiet: bool,
     pub json: bool,
     pub workers: usize,
+    pub health_rise: u32,
+    pub health_fall: u32,
+    pub health_optimistic: bool,
+    pub max_5xx: u32,
+    pub eject_duration: Duration,
+    pub max_retries: u32,
+    pub retry_budget: u32,
+    pub retry_buffer: u64,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub backend_idle_timeout: Duration,
+    pub client_header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_header_size: u64,
+    pub max_headers: u16,
+    pub max_conns: u32,
     pub check: bool,
 }
 
@@ -210,6 +301,29 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Byte sizes: `65536`, `64KiB`, `64K`, `1MiB`, `1MB` (binary multiples).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (e.g. 65536, 64KiB, 1MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{s}' has an unknown size unit (use KiB, MiB or GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
 fn parse_listen(addr: &str) -> Result<Listen, String> {
     let bad = |why: &str| format!("error: invalid --address '{addr}': {why}");
     let (host, port) = addr
@@ -270,6 +384,22 @@ impl Cli {
             quiet: self.quiet,
             json: self.json,
             workers,
+            health_rise: self.health_rise,
+            health_fall: self.health_fall,
+            health_optimistic: self.health_optimistic,
+            max_5xx: self.max_5xx,
+            eject_duration: self.eject_duration,
+            max_retries: self.max_retries,
+            retry_budget: self.retry_budget,
+            retry_buffer: self.retry_buffer,
+            connect_timeout: self.connect_timeout,
+            response_timeout: self.response_timeout,
+            backend_idle_timeout: self.backend_idle_timeout,
+            client_header_timeout: self.client_header_timeout,
+            keepalive_timeout: self.keepalive_timeout,
+            max_header_size: self.max_header_size,
+            max_headers: self.max_headers,
+            max_conns: self.max_conns,
             check: self.check,
         })
     }
@@ -330,6 +460,16 @@ mod tests {
     }
 
     #[test]
+    fn sizes() {
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2 k"), Ok(2048));
+        assert!(parse_size("KiB").is_err());
+        assert!(parse_size("99999999999999GiB").is_err());
+    }
+
+    #[test]
     fn bad_values_give_one_line_naming_them() {
         for (args, needle) in [
             (&["-d", "abc", "http://a"][..], "abc"),
@@ -339,6 +479,9 @@ mod tests {
             (&["--health-port", "70000", "http://a"][..], "70000"),
             (&["--host-balance", "rr", "http://a"][..], "rr"),
             (&["--workers", "0", "http://a"][..], "0"),
+            (&["--retry-buffer", "64XB", "http://a"][..], "64XB"),
+            (&["--max-headers", "200", "http://a"][..], "200"),
+            (&["--health-rise", "0", "http://a"][..], "0"),
             (&["http://m{1..4}"][..], "{1..4}"),
             (&[][..], "no endpoint"),
         ] {

@@ -16,6 +16,16 @@ pub enum ProxyError {
     /// The request cannot be forwarded as it is.
     #[display("BadRequest")]
     BadRequest,
+    /// The request head is larger than the limits allow.
+    #[display("RequestHeaderSectionTooLarge")]
+    HeadersTooLarge,
+    /// A method or coding sidekick does not forward (CONNECT, WebSocket, a transfer
+    /// coding other than chunked).
+    #[display("NotImplemented")]
+    NotImplemented,
+    /// More client connections than `--max-conns`.
+    #[display("SlowDown")]
+    TooManyConnections,
 }
 
 impl ProxyError {
@@ -23,6 +33,9 @@ impl ProxyError {
         match self {
             ProxyError::BackendDown | ProxyError::BadGateway => StatusCode::BAD_GATEWAY,
             ProxyError::BadRequest => StatusCode::BAD_REQUEST,
+            ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
+            ProxyError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -33,6 +46,9 @@ impl ProxyError {
             }
             ProxyError::BadGateway => "The backend server failed before it answered.",
             ProxyError::BadRequest => "The request cannot be forwarded.",
+            ProxyError::HeadersTooLarge => "The request headers are too large.",
+            ProxyError::NotImplemented => "sidekick does not forward this kind of request.",
+            ProxyError::TooManyConnections => "Too many connections; reduce your request rate.",
         }
     }
 
@@ -45,8 +61,19 @@ impl ProxyError {
         );
         let mut res = HttpResponse::build(self.status());
         res.insert_header((CONTENT_TYPE, "application/xml"));
-        if self == ProxyError::BackendDown {
-            res.insert_header((RETRY_AFTER, "120"));
+        match self {
+            ProxyError::BackendDown => {
+                res.insert_header((RETRY_AFTER, "120"));
+            }
+            // A refused request's body may still be on the wire: close rather than
+            // guess where the next request starts.
+            ProxyError::BadRequest
+            | ProxyError::HeadersTooLarge
+            | ProxyError::NotImplemented
+            | ProxyError::TooManyConnections => {
+                res.force_close();
+            }
+            ProxyError::BadGateway => {}
         }
         res.body(body)
     }

@@ -1,13 +1,15 @@
 //! `HealthChecker` actor: one per endpoint, checks its readiness path on a jittered
 //! interval and reports each result to the Pool; it never touches shared state.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_web::http::{StatusCode, Uri};
 
 use crate::backend::Backend;
-use crate::pool::HealthReport;
+use crate::pool::{HealthReport, HealthSettings};
 
 /// The client all checkers share (they run on one thread). Each check uses a fresh
 /// connection, so a stale pooled socket can never fail a check and every check
@@ -22,10 +24,9 @@ pub fn client(timeout: Duration) -> awc::Client {
 }
 
 pub struct HealthChecker {
-    id: usize,
+    backend: Arc<Backend>,
     url: Result<Uri, String>,
-    interval: Duration,
-    timeout: Duration,
+    settings: HealthSettings,
     client: awc::Client,
     pool: Recipient<HealthReport>,
 }
@@ -37,9 +38,8 @@ pub struct Stop;
 
 impl HealthChecker {
     pub fn new(
-        backend: &Backend,
-        interval: Duration,
-        timeout: Duration,
+        backend: &Arc<Backend>,
+        settings: HealthSettings,
         client: awc::Client,
         pool: Recipient<HealthReport>,
     ) -> Self {
@@ -48,10 +48,9 @@ impl HealthChecker {
             .parse::<Uri>()
             .map_err(|e| format!("invalid health URL '{}': {e}", backend.health_url));
         HealthChecker {
-            id: backend.id,
+            backend: backend.clone(),
             url,
-            interval,
-            timeout,
+            settings,
             client,
             pool,
         }
@@ -59,14 +58,19 @@ impl HealthChecker {
 
     /// ±10% so that many sidecars started together do not check in lockstep.
     fn next_delay(&self) -> Duration {
-        self.interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+        self.settings.interval.mul_f64(0.9 + fastrand::f64() * 0.2)
     }
 
     fn check(&mut self, ctx: &mut Context<Self>) {
+        // Optimistic mode trusts an up backend until a request fails on it.
+        if self.settings.optimistic && self.backend.stats.up.load(Relaxed) {
+            ctx.run_later(self.next_delay(), |act, ctx| act.check(ctx));
+            return;
+        }
         let request = self.url.clone().map(|url| {
             self.client
                 .get(url)
-                .timeout(self.timeout)
+                .timeout(self.settings.timeout)
                 .force_close()
                 .send()
         });
@@ -81,7 +85,10 @@ impl HealthChecker {
         probe
             .into_actor(self)
             .map(|result, act, ctx| {
-                act.pool.do_send(HealthReport { id: act.id, result });
+                act.pool.do_send(HealthReport {
+                    id: act.backend.id,
+                    result,
+                });
                 ctx.run_later(act.next_delay(), |act, ctx| act.check(ctx));
             })
             .spawn(ctx);

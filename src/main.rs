@@ -3,14 +3,19 @@
 mod admin;
 mod backend;
 mod cli;
+mod conn_limit;
 mod endpoints;
 mod error;
+mod headers;
 mod health;
 mod logging;
 mod pool;
 mod proxy;
+mod relay;
+mod retry;
 mod server;
 mod signals;
+mod validate;
 
 use std::process::ExitCode;
 

@@ -78,28 +78,55 @@ pub struct Failure {
     pub error: String,
 }
 
+/// `--max-5xx` consecutive 5xx answers from a backend: eject it for a while.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Eject {
+    pub id: usize,
+}
+
 /// SIGHUP: check every endpoint again at once, resolving its name afresh.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Reload;
+
+/// Longest ejection, however often a backend is ejected.
+const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 struct State {
     backend: Arc<Backend>,
     up: bool,
     since: Instant,
     downtime: Duration,
-    /// False until the first health report: starting down is not downtime.
+    /// False until the first health report: starting down is not downtime, and the
+    /// first report decides at once whatever `--health-rise` says.
     reported: bool,
+    /// Consecutive passed / failed checks, for `--health-rise` / `--health-fall`.
+    passed: u32,
+    failed: u32,
+    /// Outlier ejection: until when, and how many times in a row.
+    ejected_until: Option<Instant>,
+    ejections: u32,
 }
 
 pub struct Pool {
     states: Vec<State>,
     view: SharedView,
     checkers: Vec<Addr<HealthChecker>>,
-    interval: Duration,
-    timeout: Duration,
+    health: HealthSettings,
+    rise: u32,
+    fall: u32,
+    eject_duration: Duration,
     /// The site serving traffic (None when all are down), to log failovers.
     active_site: Option<usize>,
+}
+
+/// What every `HealthChecker` is started with.
+#[derive(Clone, Copy)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub optimistic: bool,
 }
 
 impl Pool {
@@ -117,6 +144,10 @@ impl Pool {
                     since: now,
                     downtime: Duration::ZERO,
                     reported: false,
+                    passed: 0,
+                    failed: 0,
+                    ejected_until: None,
+                    ejections: 0,
                 });
             }
         }
@@ -124,29 +155,106 @@ impl Pool {
             states,
             view,
             checkers: Vec::new(),
-            interval: cfg.health_duration,
-            timeout: cfg.health_timeout,
+            health: HealthSettings {
+                interval: cfg.health_duration,
+                timeout: cfg.health_timeout,
+                optimistic: cfg.health_optimistic,
+            },
+            rise: cfg.health_rise,
+            fall: cfg.health_fall,
+            eject_duration: cfg.eject_duration,
             active_site: None,
         }
     }
 
     fn start_checkers(&mut self, ctx: &mut Context<Self>) {
-        let client = crate::health::client(self.timeout);
+        let client = crate::health::client(self.health.timeout);
         let pool = ctx.address().recipient();
         self.checkers = self
             .states
             .iter()
             .map(|s| {
-                HealthChecker::new(
-                    &s.backend,
-                    self.interval,
-                    self.timeout,
-                    client.clone(),
-                    pool.clone(),
-                )
-                .start()
+                HealthChecker::new(&s.backend, self.health, client.clone(), pool.clone()).start()
             })
             .collect();
+    }
+
+    fn health_report(&mut self, id: usize, result: Result<Duration, String>) {
+        let (rise, fall) = (self.rise, self.fall);
+        let Some(state) = self.states.get_mut(id) else {
+            return;
+        };
+        let first = !state.reported;
+        match result {
+            Ok(_) => {
+                state.failed = 0;
+                state.passed = state.passed.saturating_add(1);
+                let ejected = state.ejected_until.is_some_and(|t| t > Instant::now());
+                if !state.up && !ejected && (first || state.passed >= rise) {
+                    self.set(id, true, "");
+                }
+            }
+            Err(reason) => {
+                state.passed = 0;
+                state.failed = state.failed.saturating_add(1);
+                if first || (state.up && state.failed >= fall) {
+                    self.set(id, false, &format!("health check failed: {reason}"));
+                }
+            }
+        }
+    }
+
+    fn eject(&mut self, id: usize, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(state) = self.states.get(id) else {
+            return;
+        };
+        state.backend.stats.consecutive_5xx.store(0, Relaxed);
+        if !state.up {
+            return;
+        }
+        let site = state.backend.site;
+        let in_site = self.states.iter().filter(|s| s.backend.site == site);
+        let size = in_site.clone().count();
+        let ejected = in_site
+            .filter(|s| s.ejected_until.is_some_and(|t| t > now))
+            .count();
+        if (ejected + 1) * 2 > size {
+            warn!(
+                "{} keeps failing, but ejecting it would take out more than half of site {}",
+                state.backend.name,
+                site + 1
+            );
+            return;
+        }
+        let state = &mut self.states[id];
+        // A backend that behaved for a long while starts its back-off afresh.
+        if state
+            .ejected_until
+            .is_some_and(|t| now.duration_since(t) > MAX_EJECTION)
+        {
+            state.ejections = 0;
+        }
+        state.ejections = state.ejections.saturating_add(1);
+        let period = self
+            .eject_duration
+            .saturating_mul(1 << (state.ejections - 1).min(16))
+            .min(MAX_EJECTION);
+        state.ejected_until = Some(now + period);
+        state.passed = 0;
+        let reason = format!(
+            "ejected for {} after repeated 5xx answers",
+            humantime::format_duration(period)
+        );
+        self.set(id, false, &reason);
+        // Back in when the period ends, if its health checks still pass.
+        ctx.run_later(period, move |pool, _| {
+            if let Some(s) = pool.states.get(id) {
+                if !s.up && s.passed > 0 {
+                    pool.set(id, true, "");
+                }
+            }
+        });
     }
 
     fn set(&mut self, id: usize, up: bool, reason: &str) {
@@ -176,6 +284,7 @@ impl Pool {
         }
         state.up = up;
         state.since = now;
+        state.backend.stats.up.store(up, Relaxed);
         self.publish();
     }
 
@@ -219,10 +328,7 @@ impl Handler<HealthReport> for Pool {
     type Result = ();
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
-        match msg.result {
-            Ok(_) => self.set(msg.id, true, ""),
-            Err(reason) => self.set(msg.id, false, &format!("health check failed: {reason}")),
-        }
+        self.health_report(msg.id, msg.result);
     }
 }
 
@@ -230,10 +336,22 @@ impl Handler<Failure> for Pool {
     type Result = ();
 
     fn handle(&mut self, msg: Failure, _: &mut Self::Context) {
-        if let Some(s) = self.states.get(msg.id) {
+        let fall = self.fall;
+        if let Some(s) = self.states.get_mut(msg.id) {
             s.backend.stats.failures.fetch_add(1, Relaxed);
+            // Down at once; the checker's passes count from zero towards `--health-rise`.
+            s.passed = 0;
+            s.failed = s.failed.max(fall);
         }
         self.set(msg.id, false, &msg.error);
+    }
+}
+
+impl Handler<Eject> for Pool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Eject, ctx: &mut Self::Context) {
+        self.eject(msg.id, ctx);
     }
 }
 

@@ -1,80 +1,108 @@
-//! The catch-all forwarding handler and its header rules (DESIGN.md "Forwarding rules").
+//! The catch-all forwarding handler: refuse what must not pass, pick a backend from
+//! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
-use std::net::IpAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::body::{None as NoBody, SizedStream};
+use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
-use actix_web::http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
-};
+use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::http::{uri, Method, StatusCode, Uri};
 use actix_web::{web, HttpRequest, HttpResponse};
-use awc::error::{ConnectError, SendRequestError};
-use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::Stream;
-use log::warn;
+use awc::error::SendRequestError;
+use bytes::{Bytes, BytesMut};
+use futures_util::future::{select, Either};
+use futures_util::{stream, Stream, StreamExt};
+use log::debug;
 
 use crate::backend::{Backend, InFlight};
-use crate::cli::Balance;
+use crate::cli::{Balance, Config};
+use crate::conn_limit::ConnSlot;
 use crate::error::ProxyError;
-use crate::pool::{Failure, Pool, SharedView};
+use crate::headers;
+use crate::pool::{Eject, Failure, Pool, SharedView};
+use crate::relay::{Relay, Upload};
+use crate::retry;
+use crate::validate::{self, Limits};
 
-/// How many backends one request may try when a retry is safe.
-const MAX_ATTEMPTS: usize = 3;
-
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// State every worker shares: the Pool's published view and its address.
+/// Settings and state every worker shares.
 pub struct Shared {
     pub view: SharedView,
     pub pool: Addr<Pool>,
     pub balance: Balance,
+    pub limits: Limits,
+    pub max_retries: usize,
+    pub retry_buffer: u64,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub max_5xx: u32,
 }
 
-/// One client per worker (awc clients are `!Send`): pooled keep-alive connections,
-/// no redirects, no timeout on bodies, no decompression, no headers of its own.
-pub fn client() -> awc::Client {
-    let connector = awc::Connector::new()
-        .limit(0)
-        .conn_keep_alive(std::time::Duration::from_secs(4))
-        .conn_lifetime(std::time::Duration::from_secs(3600));
-    awc::Client::builder()
-        .no_default_headers()
-        .disable_redirects()
-        .disable_timeout()
-        .connector(connector)
-        .finish()
+impl Shared {
+    pub fn new(cfg: &Config, view: SharedView, pool: Addr<Pool>) -> Self {
+        Shared {
+            view,
+            pool,
+            balance: cfg.balance,
+            limits: Limits {
+                max_header_size: cfg.max_header_size,
+                max_headers: usize::from(cfg.max_headers),
+            },
+            max_retries: cfg.max_retries as usize,
+            retry_buffer: cfg.retry_buffer,
+            connect_timeout: cfg.connect_timeout,
+            response_timeout: cfg.response_timeout,
+            max_5xx: cfg.max_5xx,
+        }
+    }
 }
 
-/// The request body as the client framed it; kept the same way towards the backend.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// What each worker owns: its client (awc clients are `!Send`) and retry budget.
+pub struct Worker {
+    client: awc::Client,
+    budget: retry::Budget,
+}
+
+impl Worker {
+    /// Pooled keep-alive connections, no redirects, no timeout on bodies, no
+    /// decompression, no headers of its own.
+    pub fn new(cfg: &Config) -> Self {
+        let connector = awc::Connector::new()
+            .limit(0)
+            .timeout(cfg.connect_timeout)
+            .conn_keep_alive(cfg.backend_idle_timeout)
+            .conn_lifetime(Duration::from_secs(3600));
+        let client = awc::Client::builder()
+            .no_default_headers()
+            .disable_redirects()
+            .disable_timeout()
+            .connector(connector)
+            .finish();
+        Worker {
+            client,
+            budget: retry::Budget::new(cfg.retry_budget),
+        }
+    }
+}
+
+/// The request body, read ahead when it is small enough to be sent again.
 enum Body {
     None,
-    Sized(u64),
-    Chunked,
+    /// Whole body in memory; `chunked` keeps the client's framing.
+    Buffered {
+        bytes: Bytes,
+        chunked: bool,
+    },
+    /// Streamed with a Content-Length; sent once.
+    Sized(u64, Option<Payload>),
+    /// Streamed chunked (what was read ahead, then the rest); sent once.
+    Chunked(Option<Box<dyn Stream<Item = Result<Bytes, PayloadError>> + Unpin>>),
 }
 
 impl Body {
-    fn of(headers: &HeaderMap) -> Body {
-        if headers.contains_key(TRANSFER_ENCODING) {
-            return Body::Chunked;
-        }
-        headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .map_or(Body::None, Body::Sized)
-    }
-
-    /// Can be sent again: nothing of it was consumed.
-    fn replayable(self) -> bool {
-        matches!(self, Body::None | Body::Sized(0))
+    fn replayable(&self) -> bool {
+        matches!(self, Body::None | Body::Buffered { .. })
     }
 }
 
@@ -82,34 +110,41 @@ pub async fn handle(
     req: HttpRequest,
     payload: web::Payload,
     shared: web::Data<Shared>,
-    client: web::Data<awc::Client>,
+    worker: web::Data<Worker>,
 ) -> HttpResponse {
-    if req.path() == "/v1/health" && matches!(*req.method(), Method::GET | Method::HEAD) {
+    if matches!(*req.method(), Method::GET | Method::HEAD) && req.path() == "/v1/health" {
         return crate::admin::health(&shared.view);
+    }
+    if req
+        .conn_data::<ConnSlot>()
+        .is_some_and(ConnSlot::over_limit)
+    {
+        return ProxyError::TooManyConnections.response(req.path());
+    }
+    if let Err(e) = validate::check(&req, shared.limits) {
+        return e.response(req.path());
     }
     let Some(path) = req.uri().path_and_query().cloned() else {
         return ProxyError::BadRequest.response(req.path());
     };
-    let body = Body::of(req.headers());
-    let mut payload = Some(payload.into_inner());
+    let mut body = match read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await
+    {
+        Ok(body) => body,
+        // The client went away or sent a broken body: nothing was forwarded.
+        Err(_) => return ProxyError::BadRequest.response(path.path()),
+    };
+    worker.budget.request();
     let mut failed: Vec<usize> = Vec::new();
     loop {
         let Some(backend) = shared.view.load().pick(shared.balance, &failed) else {
             return ProxyError::BackendDown.response(path.path());
         };
         let guard = InFlight::new(backend);
-        let Some(request) = build_request(&client, &req, guard.backend(), path.clone()) else {
+        let Some(request) = build(&worker.client, &req, guard.backend(), path.clone()) else {
             return ProxyError::BadRequest.response(path.path());
         };
-        let sent = match (body, payload.take()) {
-            (Body::Sized(0), _) => request.send_body(Bytes::new()).await,
-            (Body::Sized(n), Some(p)) => request.send_body(SizedStream::new(n, p)).await,
-            (Body::Chunked, Some(p)) => request.send_stream(p).await,
-            // `NoBody` rather than `send()`, which would add `Content-Length: 0`.
-            _ => request.send_body(NoBody::new()).await,
-        };
-        let error = match sent {
-            Ok(res) => return respond(req.method() == Method::HEAD, res, guard),
+        let error = match send(request, &mut body, &shared).await {
+            Ok(res) => return respond(req.method() == Method::HEAD, res, guard, &shared),
             // The client's own body failed: it went away, the backend did nothing wrong.
             Err(SendRequestError::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
@@ -120,27 +155,82 @@ pub async fn handle(
             error: error.to_string(),
         });
         failed.push(backend.id);
-        if !body.replayable()
-            || failed.len() >= MAX_ATTEMPTS
-            || !retry_is_safe(req.method(), &error)
-        {
+        let retry = body.replayable()
+            && failed.len() <= shared.max_retries
+            && retry::is_safe(req.method(), &error)
+            && worker.budget.try_retry();
+        if !retry {
             return ProxyError::BadGateway.response(path.path());
+        }
+        backend
+            .stats
+            .retries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        debug!(
+            "retrying {} {} after {}: {error}",
+            req.method(),
+            path,
+            backend.name
+        );
+    }
+}
+
+/// Reads a body of at most `limit` bytes whole, so that it can be sent again.
+async fn read_ahead(
+    headers: &HeaderMap,
+    mut payload: Payload,
+    limit: u64,
+) -> Result<Body, PayloadError> {
+    if headers.contains_key(TRANSFER_ENCODING) {
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        while size <= limit {
+            match payload.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    size += chunk.len() as u64;
+                    chunks.push(Ok(chunk));
+                }
+                None => {
+                    let mut bytes = BytesMut::with_capacity(size as usize);
+                    for chunk in chunks.into_iter().flatten() {
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    let bytes = bytes.freeze();
+                    return Ok(Body::Buffered {
+                        bytes,
+                        chunked: true,
+                    });
+                }
+            }
+        }
+        let rest = stream::iter(chunks).chain(payload);
+        return Ok(Body::Chunked(Some(Box::new(rest))));
+    }
+    match headers
+        .contains_key(CONTENT_LENGTH)
+        .then(|| headers::content_length(headers))
+    {
+        None => Ok(Body::None),
+        Some(None) => Err(PayloadError::Incomplete(None)),
+        Some(Some(n)) if n > limit => Ok(Body::Sized(n, Some(payload))),
+        Some(Some(n)) => {
+            let mut bytes = BytesMut::with_capacity(n as usize);
+            while let Some(chunk) = payload.next().await {
+                bytes.extend_from_slice(&chunk?);
+            }
+            if bytes.len() as u64 != n {
+                return Err(PayloadError::Incomplete(None));
+            }
+            Ok(Body::Buffered {
+                bytes: bytes.freeze(),
+                chunked: false,
+            })
         }
     }
 }
 
-/// Safe to send again elsewhere: nothing reached the backend, or the method is idempotent.
-fn retry_is_safe(method: &Method, error: &SendRequestError) -> bool {
-    let nothing_sent =
-        matches!(error, SendRequestError::Connect(e) if !matches!(e, ConnectError::Disconnected));
-    nothing_sent
-        || matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        )
-}
-
-fn build_request(
+fn build(
     client: &awc::Client,
     req: &HttpRequest,
     backend: &Backend,
@@ -152,91 +242,75 @@ fn build_request(
     parts.path_and_query = Some(path);
     let uri = Uri::from_parts(parts).ok()?;
     let mut request = client.request(req.method().clone(), uri);
-    let out = request.headers_mut();
-    let headers = req.headers();
-    for (name, value) in headers {
-        // Content-Length comes from the body we send; Expect is answered by sidekick,
-        // which already sent the client its 100 Continue.
-        if is_hop_by_hop(name, headers)
-            || name == CONTENT_LENGTH
-            || name == EXPECT
-            || name == X_FORWARDED_FOR
-            || name == X_REAL_IP
-            || name == X_FORWARDED_HOST
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    if let Some(peer) = req.peer_addr() {
-        let ip = peer.ip().to_canonical();
-        out.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, ip)?);
-        out.insert(X_REAL_IP.clone(), header_value(format_args!("{ip}"))?);
-    }
-    if let Some(host) = headers.get(HOST) {
-        out.insert(X_FORWARDED_HOST.clone(), host.clone());
-    }
+    let peer = req.peer_addr().map(|a| a.ip());
+    headers::to_backend(req.headers(), peer, request.headers_mut())?;
     Some(request)
 }
 
-/// The client's `X-Forwarded-For` chain with its own address appended.
-fn forwarded_for(headers: &HeaderMap, ip: IpAddr) -> Option<HeaderValue> {
-    let mut chain = BytesMut::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        chain.extend_from_slice(value.as_bytes());
-        chain.extend_from_slice(b", ");
-    }
-    use std::fmt::Write;
-    write!(chain, "{ip}").ok()?;
-    HeaderValue::from_maybe_shared(chain.freeze()).ok()
-}
-
-fn header_value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
-    let mut buf = BytesMut::with_capacity(48).writer();
-    std::io::Write::write_fmt(&mut buf, args).ok()?;
-    HeaderValue::from_maybe_shared(buf.into_inner().freeze()).ok()
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and every header the `Connection` header names.
-fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    if name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-    {
-        return true;
-    }
-    headers.get_all(CONNECTION).any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-        })
-    })
-}
-
-fn respond<S>(head_request: bool, res: awc::ClientResponse<S>, guard: InFlight) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    let status = res.status();
-    let mut out = HttpResponse::build(status);
-    let headers = res.headers();
-    for (name, value) in headers {
-        // 304 keeps the backend's Content-Length (it describes the entity, not a body).
-        if is_hop_by_hop(name, headers)
-            || (name == CONTENT_LENGTH && status != StatusCode::NOT_MODIFIED)
-        {
-            continue;
+/// Sends the request with its body. The response deadline covers connecting and the
+/// response head; for a streamed upload it starts once the last byte is sent.
+async fn send(
+    request: awc::ClientRequest,
+    body: &mut Body,
+    shared: &Shared,
+) -> Result<awc::ClientResponse, SendRequestError> {
+    let deadline = shared.connect_timeout + shared.response_timeout;
+    match body {
+        // `NoBody` rather than `send()`, which would add `Content-Length: 0`.
+        Body::None => request.timeout(deadline).send_body(NoBody::new()).await,
+        Body::Buffered {
+            bytes,
+            chunked: false,
+        } => request.timeout(deadline).send_body(bytes.clone()).await,
+        Body::Buffered {
+            bytes,
+            chunked: true,
+        } => {
+            let once = stream::once(std::future::ready(Ok::<_, PayloadError>(bytes.clone())));
+            request.timeout(deadline).send_stream(once).await
         }
-        out.append_header((name.clone(), value.clone()));
+        Body::Sized(n, payload) => {
+            let payload = payload.take().ok_or(SendRequestError::Timeout)?;
+            let (upload, done) = Upload::new(payload);
+            let sending = request.send_body(SizedStream::new(*n, upload));
+            with_deadline(sending, done, shared.response_timeout).await
+        }
+        Body::Chunked(payload) => {
+            let payload = payload.take().ok_or(SendRequestError::Timeout)?;
+            let (upload, done) = Upload::new(payload);
+            with_deadline(request.send_stream(upload), done, shared.response_timeout).await
+        }
     }
-    let length = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+}
+
+async fn with_deadline(
+    sending: awc::SendClientRequest,
+    upload_done: futures_channel::oneshot::Receiver<()>,
+    timeout: Duration,
+) -> Result<awc::ClientResponse, SendRequestError> {
+    let deadline = Box::pin(async move {
+        let _ = upload_done.await;
+        actix_rt::time::sleep(timeout).await;
+    });
+    match select(sending, deadline).await {
+        Either::Left((result, _)) => result,
+        Either::Right(_) => Err(SendRequestError::Timeout),
+    }
+}
+
+fn respond(
+    head_request: bool,
+    res: awc::ClientResponse,
+    guard: InFlight,
+    shared: &Shared,
+) -> HttpResponse {
+    let status = res.status();
+    if shared.max_5xx > 0 {
+        track_5xx(guard.backend(), status, shared);
+    }
+    let mut out = HttpResponse::build(status);
+    headers::to_client(res.headers(), status, &mut out);
+    let length = headers::content_length(res.headers());
     let bodiless = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -246,7 +320,7 @@ where
             // HEAD keeps the length of the body it would have had.
             (true, Some(n)) => out.body(SizedStream::new(
                 n,
-                futures_util::stream::empty::<Result<Bytes, PayloadError>>(),
+                stream::empty::<Result<Bytes, PayloadError>>(),
             )),
             _ => out.body(NoBody::new()),
         };
@@ -258,31 +332,15 @@ where
     }
 }
 
-/// Streams a backend's response body to the client, holding the backend's
-/// in-flight count until the last byte (or until the client goes away).
-struct Relay<S> {
-    body: S,
-    guard: InFlight,
-}
-
-impl<S> Stream for Relay<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.body).poll_next(cx);
-        if let Poll::Ready(Some(Err(e))) = &next {
-            // Returning the error cuts the client's connection: a short body must
-            // never look complete.
-            let backend = self.guard.backend();
-            backend
-                .stats
-                .failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            warn!("{} failed mid-response: {e}", backend.name);
+/// Outlier detection: `--max-5xx` consecutive 5xx answers eject the backend.
+fn track_5xx(backend: &Backend, status: StatusCode, shared: &Shared) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let streak = &backend.stats.consecutive_5xx;
+    if status.is_server_error() {
+        if streak.fetch_add(1, Relaxed) + 1 == shared.max_5xx {
+            shared.pool.do_send(Eject { id: backend.id });
         }
-        next
+    } else if streak.load(Relaxed) != 0 {
+        streak.store(0, Relaxed);
     }
 }

@@ -2,8 +2,8 @@
 //! a signal stops it.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Actor;
 use actix_web::{web, App, HttpServer};
@@ -11,15 +11,14 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::{Config, Listen};
+use crate::conn_limit::ConnSlot;
 use crate::pool::{Pool, PoolView};
-use crate::proxy::{self, Shared};
+use crate::proxy::{self, Shared, Worker};
 
 /// Pending connections the kernel may queue (nginx and HAProxy use similar figures).
 const BACKLOG: i32 = 4096;
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN: u64 = 30;
-/// Idle client keep-alive (nginx's default), longer than typical client pool idle times.
-const CLIENT_KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 pub async fn run(cfg: Config) -> std::io::Result<()> {
     let listeners = listen(&cfg.listen)?;
@@ -31,21 +30,24 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     }
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
     let pool = Pool::new(&cfg, view.clone()).start();
-    let shared = web::Data::new(Shared {
-        view,
-        pool: pool.clone(),
-        balance: cfg.balance,
-    });
+    let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
+    let open = Arc::new(AtomicUsize::new(0));
+    let max_conns = cfg.max_conns as usize;
+    let worker_cfg = cfg.clone();
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(shared.clone())
-            .app_data(web::Data::new(proxy::client()))
+            .app_data(web::Data::new(Worker::new(&worker_cfg)))
             .default_service(web::to(proxy::handle))
+    })
+    .on_connect(move |_, data| {
+        data.insert(ConnSlot::new(open.clone(), max_conns));
     })
     .workers(cfg.workers)
     .disable_signals()
     .shutdown_timeout(DRAIN)
-    .keep_alive(CLIENT_KEEP_ALIVE);
+    .keep_alive(cfg.keepalive_timeout)
+    .client_request_timeout(cfg.client_header_timeout);
     for listener in listeners {
         server = server.listen(listener)?;
     }

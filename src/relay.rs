@@ -1,0 +1,80 @@
+//! Body streams between client and backend: the response relay that holds a
+//! backend's in-flight count, and the request body wrapper that says when the
+//! upload is done (the response timeout counts from there).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::error::PayloadError;
+use bytes::Bytes;
+use futures_channel::oneshot;
+use futures_util::Stream;
+use log::warn;
+
+use crate::backend::InFlight;
+
+/// Streams a backend's response body to the client, holding the backend's
+/// in-flight count until the last byte (or until the client goes away).
+pub struct Relay<S> {
+    pub body: S,
+    pub guard: InFlight,
+}
+
+impl<S> Stream for Relay<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &next {
+            // Returning the error cuts the client's connection: a short body must
+            // never look complete.
+            let backend = self.guard.backend();
+            backend
+                .stats
+                .failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            warn!("{} failed mid-response: {e}", backend.name);
+        }
+        next
+    }
+}
+
+/// A request body that signals its end, so that the backend's response deadline
+/// starts only once an upload of any size has been sent.
+pub struct Upload<S> {
+    body: S,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl<S> Upload<S> {
+    pub fn new(body: S) -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            Upload {
+                body,
+                done: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+impl<S> Stream for Upload<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(());
+            }
+        }
+        next
+    }
+}

@@ -1,0 +1,68 @@
+//! Requests sidekick refuses before anything reaches a backend: what actix's parser
+//! lets through but a smuggling-safe proxy must not forward.
+
+use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use actix_web::http::{Method, Version};
+use actix_web::HttpRequest;
+
+use crate::error::ProxyError;
+
+/// Request head limits.
+#[derive(Clone, Copy)]
+pub struct Limits {
+    pub max_header_size: u64,
+    pub max_headers: usize,
+}
+
+/// `Err` names the answer for a request that must not be forwarded.
+pub fn check(req: &HttpRequest, limits: Limits) -> Result<(), ProxyError> {
+    let head = req.head();
+    let headers = &head.headers;
+    if head.method == Method::CONNECT {
+        return Err(ProxyError::NotImplemented);
+    }
+    if headers.len() > limits.max_headers {
+        return Err(ProxyError::HeadersTooLarge);
+    }
+    let target = head.uri.path_and_query().map_or(1, |p| p.as_str().len())
+        + head.uri.authority().map_or(0, |a| a.as_str().len() + 8);
+    let mut size = (target + head.method.as_str().len() + 12) as u64;
+    for (name, value) in headers {
+        size += (name.as_str().len() + value.len() + 4) as u64;
+    }
+    if size > limits.max_header_size {
+        return Err(ProxyError::HeadersTooLarge);
+    }
+    let host = headers.get(HOST);
+    if head.version == Version::HTTP_11 && host.is_none() {
+        return Err(ProxyError::BadRequest);
+    }
+    // Absolute form must name the host the request is for.
+    if let Some(authority) = head.uri.authority() {
+        let same = host.is_some_and(|h| {
+            h.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        });
+        if !same {
+            return Err(ProxyError::BadRequest);
+        }
+    }
+    if let Some(te) = headers.get(TRANSFER_ENCODING) {
+        // Only plain chunked on HTTP/1.1, never together with a length: anything else
+        // is how requests are smuggled past a proxy.
+        if head.version != Version::HTTP_11 || headers.contains_key(CONTENT_LENGTH) {
+            return Err(ProxyError::BadRequest);
+        }
+        if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(ProxyError::NotImplemented);
+        }
+    }
+    // actix treats a WebSocket upgrade's body as an endless stream: not proxied.
+    if headers
+        .get(UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        return Err(ProxyError::NotImplemented);
+    }
+    Ok(())
+}
