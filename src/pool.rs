@@ -90,7 +90,7 @@ pub struct Eject {
 #[rtype(result = "()")]
 pub struct Reload;
 
-/// Longest ejection, however often a backend is ejected.
+/// Longest ejection, however often a backend is ejected (unless the first is longer).
 const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 struct State {
@@ -239,7 +239,7 @@ impl Pool {
         let period = self
             .eject_duration
             .saturating_mul(1 << (state.ejections - 1).min(16))
-            .min(MAX_EJECTION);
+            .min(MAX_EJECTION.max(self.eject_duration));
         state.ejected_until = Some(now + period);
         state.passed = 0;
         let reason = format!(

@@ -443,18 +443,27 @@ impl Drop for Backend {
     }
 }
 
+/// Sends what is buffered, then drops the connection like a crashing server.
+fn die(w: &mut std::io::BufWriter<TcpStream>) -> std::io::Result<()> {
+    w.flush()?;
+    let _ = w.get_ref().shutdown(Shutdown::Both);
+    Err(std::io::ErrorKind::ConnectionAborted.into())
+}
+
 fn serve(conn: TcpStream, shared: &Shared, name: &str) {
-    let mut w = match conn.try_clone() {
+    let w = match conn.try_clone() {
         Ok(w) => w,
         Err(_) => return,
     };
+    // Buffered so that a small response leaves in one write, as real servers do.
+    let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
     let mut r = BufReader::with_capacity(1 << 16, conn);
-    while let Ok(()) = serve_one(&mut r, &mut w, shared, name) {}
+    while serve_one(&mut r, &mut w, shared, name).is_ok() && w.flush().is_ok() {}
 }
 
 fn serve_one(
     r: &mut BufReader<TcpStream>,
-    w: &mut TcpStream,
+    w: &mut std::io::BufWriter<TcpStream>,
     shared: &Shared,
     name: &str,
 ) -> std::io::Result<()> {
@@ -495,7 +504,8 @@ fn serve_one(
         } else {
             "503 Service Unavailable"
         };
-        return write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        write!(w, "HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n")?;
+        return w.flush();
     }
     shared.hits.fetch_add(1, SeqCst);
 
@@ -588,9 +598,23 @@ fn serve_one(
         "/cut" => {
             // Promises 1000 bytes, sends 10, dies.
             write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")?;
-            w.flush()?;
-            let _ = w.shutdown(Shutdown::Both);
-            Err(std::io::ErrorKind::ConnectionAborted.into())
+            die(w)
+        }
+        "/garbage" => {
+            write!(w, "THIS IS NOT HTTP\r\n\r\n")?;
+            die(w)
+        }
+        "/bad-chunk" => {
+            write!(w, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nnope\r\n")?;
+            die(w)
+        }
+        "/long" => {
+            // Five bytes promised, more sent: the extra must not become the next response.
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged")
+        }
+        "/status" => {
+            let code = query.get("code").copied().unwrap_or("500");
+            write!(w, "HTTP/1.1 {code} Status\r\nContent-Length: {}\r\nX-Backend: {name}\r\n\r\n{name}", name.len())
         }
         "/hold" => {
             shared.held.fetch_add(1, SeqCst);

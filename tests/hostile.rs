@@ -1,0 +1,192 @@
+//! Hostile input both ways: requests that must never reach a backend, and backend
+//! answers that must never reach a client as a complete-looking response.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+
+fn setup() -> (Backend, Sidekick) {
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "1s",
+        "--max-header-size",
+        "16KiB",
+        &backend.url(),
+    ]);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    (backend, sk)
+}
+
+/// Sends raw bytes and returns the status sidekick answers (0 when it only closes).
+fn status_of(sk: &Sidekick, raw: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(raw);
+    let mut r = BufReader::new(stream);
+    read_head(&mut r)
+        .ok()
+        .and_then(|(start, _)| start.split(' ').nth(1).and_then(|s| s.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+fn malformed_and_smuggling_requests_are_refused_and_never_forwarded() {
+    let (backend, sk) = setup();
+    let huge = format!(
+        "GET /x HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let many: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let many = format!("GET /x HTTP/1.1\r\nHost: h\r\n{many}\r\n");
+    let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        ("CL and TE", b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), &[400]),
+        ("two different CL", b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec(), &[400]),
+        ("two equal CL", b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(), &[400]),
+        ("TE not chunked", b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(), &[400, 501]),
+        ("TE on HTTP/1.0", b"POST /x HTTP/1.0\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(), &[400]),
+        ("bad chunk size", b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".to_vec(), &[400, 0]),
+        ("bad chunk extension", b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;\x01\r\nhello\r\n0\r\n\r\n".to_vec(), &[400, 0]),
+        ("obs-fold", b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n  folded\r\n\r\n".to_vec(), &[400]),
+        ("bare CR", b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n".to_vec(), &[400]),
+        ("NUL", b"GET /x HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n".to_vec(), &[400]),
+        ("space in name", b"GET /x HTTP/1.1\r\nHost: h\r\nX A: 1\r\n\r\n".to_vec(), &[400]),
+        ("space before colon", b"GET /x HTTP/1.1\r\nHost: h\r\nX-A : 1\r\n\r\n".to_vec(), &[400]),
+        ("oversized headers", huge.into_bytes(), &[431]),
+        ("too many headers", many.into_bytes(), &[431, 400]),
+        ("absolute form, other host", b"GET http://evil.example/x HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(), &[400]),
+        ("CONNECT", b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n".to_vec(), &[501, 400]),
+        ("HTTP/0.9", b"GET /x\r\n\r\n".to_vec(), &[400, 0]),
+        ("HTTP/2 prior knowledge", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), &[400, 505, 0]),
+        ("missing Host", b"GET /x HTTP/1.1\r\nX-A: 1\r\n\r\n".to_vec(), &[400]),
+        ("two Hosts", b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(), &[400]),
+        ("websocket upgrade", b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(), &[501]),
+    ];
+    for (what, raw, expected) in cases {
+        let status = status_of(&sk, &raw);
+        assert!(
+            expected.contains(&status),
+            "{what}: got {status}, expected one of {expected:?}"
+        );
+    }
+    assert_eq!(
+        backend.hits(),
+        0,
+        "a refused request reached the backend: {:?}",
+        backend.seen()
+    );
+    // Absolute form for the host itself is fine.
+    let ok = raw_request(
+        sk.addr,
+        b"GET http://h/x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        false,
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(backend.last_seen().target, "/x");
+}
+
+#[test]
+fn broken_backend_answers_become_502_or_a_cut_connection() {
+    let (backend, sk) = setup();
+    // A status line that is not HTTP: 502, and the failure is logged.
+    let resp = request(sk.addr, "POST", "/garbage", &[], b"");
+    assert_eq!(resp.status, 502);
+    wait_for("failure logged", Duration::from_secs(10), || {
+        sk.log_contains("is down")
+    });
+    wait_for("back up", Duration::from_secs(10), || sk.health() == 200);
+
+    // Bad chunking mid-body: the connection is cut, never a clean end.
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"GET /bad-chunk HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(stream);
+    assert!(
+        read_response(&mut r, false).is_err(),
+        "a broken chunked body looked complete"
+    );
+    assert!(sk.log_contains("failed mid-response"));
+
+    // More bytes than Content-Length: the client gets exactly the promised five, and
+    // the extra bytes never turn into the next response.
+    let long = sk.get("/long");
+    assert_eq!(long.text(), "hello");
+    for _ in 0..5 {
+        let next = sk.get("/after-long");
+        assert_eq!((next.status, next.text().as_str()), (200, "b0"));
+    }
+    let _ = backend;
+}
+
+#[test]
+fn backend_5xx_streak_ejects_it_but_never_more_than_half_a_site() {
+    let b: Vec<Backend> = (0..2).map(|i| Backend::start(&format!("e{i}"))).collect();
+    let site = format!("{},{}", b[0].url(), b[1].url());
+    let sk = Sidekick::start(&["--max-5xx", "3", "--eject-duration", "1h", &site]);
+    wait_for("both up", Duration::from_secs(20), || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
+    // 5xx answers are passed on as they are; after three in a row one backend is ejected.
+    for _ in 0..6 {
+        assert_eq!(sk.get("/status?code=503").status, 503);
+    }
+    wait_for("an ejection", Duration::from_secs(10), || {
+        sk.log_contains("ejected for 1h")
+    });
+    // The other keeps failing, but ejecting it too would empty the site.
+    for _ in 0..6 {
+        assert_eq!(sk.get("/status?code=500").status, 500);
+    }
+    wait_for("refusal logged", Duration::from_secs(10), || {
+        sk.log_contains("more than half of site 1")
+    });
+    assert_eq!(
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("ejected for"))
+            .count(),
+        1
+    );
+    assert_eq!(sk.health(), 200);
+}
+
+#[test]
+fn too_many_connections_are_answered_503_and_closed() {
+    let b = Backend::start("c");
+    let sk = Sidekick::start(&["--max-conns", "2", &b.url()]);
+    wait_for("up", Duration::from_secs(20), || sk.health() == 200);
+    let mut held: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(sk.addr).unwrap())
+        .collect();
+    // Each held connection is served.
+    for s in &mut held {
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    }
+    let resp = request(sk.addr, "GET", "/x", &[], b"");
+    assert_eq!(resp.status, 503);
+    assert!(resp.text().contains("<Code>SlowDown</Code>"));
+    drop(held);
+    wait_for("slots freed", Duration::from_secs(10), || {
+        sk.get("/x").status == 200
+    });
+}
