@@ -1,0 +1,278 @@
+//! Faults: backends that die under load, hang, drop packets or hang up; clients that
+//! crawl. sidekick keeps serving and loses nothing it could have saved.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// Never answers, keeps the connection open.
+fn hang(mut conn: TcpStream) {
+    let mut buf = [0u8; 4096];
+    while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+}
+
+/// Reads the request head and hangs up without answering.
+fn hang_up(mut conn: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = conn.read(&mut buf);
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+#[test]
+fn killing_one_of_four_backends_under_load_loses_no_request() {
+    let mut backends: Vec<Backend> = (0..4).map(|i| Backend::start(&format!("k{i}"))).collect();
+    let site = backends
+        .iter()
+        .map(Backend::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let sk = Sidekick::start(&["--health-duration", "200ms", &site]);
+    wait_for("four up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 4
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            let (done, sent, errors, addr) = (done.clone(), sent.clone(), errors.clone(), sk.addr);
+            thread::spawn(move || {
+                // Keep-alive connection, reopened only if sidekick closes it.
+                let mut conn: Option<(TcpStream, std::io::BufReader<TcpStream>)> = None;
+                while !done.load(SeqCst) {
+                    let (w, r) = conn.get_or_insert_with(|| {
+                        let s = TcpStream::connect(addr).unwrap();
+                        (s.try_clone().unwrap(), std::io::BufReader::new(s))
+                    });
+                    let result = w
+                        .write_all(b"GET /obj HTTP/1.1\r\nHost: h\r\n\r\n")
+                        .and_then(|_| read_response(r, false));
+                    sent.fetch_add(1, SeqCst);
+                    match result {
+                        Ok(resp) if resp.status == 200 => {}
+                        Ok(resp) => errors
+                            .lock()
+                            .unwrap()
+                            .push(format!("status {}", resp.status)),
+                        Err(e) => {
+                            errors.lock().unwrap().push(format!("socket: {e}"));
+                            conn = None;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_for("load running", LONG, || sent.load(SeqCst) > 500);
+    backends[1].kill();
+    let at_kill = sent.load(SeqCst);
+    wait_for("load after kill", LONG, || {
+        sent.load(SeqCst) > at_kill + 1000
+    });
+    backends[1].restart();
+    let at_restart = backends[1].hits();
+    wait_for("k1 serves again", LONG, || {
+        backends[1].hits() > at_restart + 10
+    });
+    done.store(true, SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {} requests failed: {:?}",
+        errors.len(),
+        sent.load(SeqCst),
+        &errors[..errors.len().min(5)]
+    );
+}
+
+/// A faulty backend that still passes its health checks (its readiness responder is
+/// healthy) next to a good one: requests must move on from the faulty one.
+struct FaultySite {
+    faulty: SocketAddr,
+    _ready: Backend,
+    good: Backend,
+    health_port: u16,
+}
+
+impl FaultySite {
+    fn new(faulty: SocketAddr) -> Self {
+        // One --health-port for both: each endpoint has its own loopback address.
+        let good = Backend::start_on("good", "127.0.0.3:0".parse().unwrap());
+        let health_port = good.addr.port();
+        let ready = Backend::start_on(
+            "ready",
+            format!("{}:{health_port}", faulty.ip()).parse().unwrap(),
+        );
+        FaultySite {
+            faulty,
+            _ready: ready,
+            good,
+            health_port,
+        }
+    }
+
+    fn start(&self, flags: &[&str]) -> Sidekick {
+        let port = self.health_port.to_string();
+        let site = format!("http://{},{}", self.faulty, self.good.url());
+        let args = [
+            flags,
+            &[
+                "--health-port",
+                &port,
+                "--health-duration",
+                "1h",
+                "--host-balance",
+                "random",
+                &site,
+            ],
+        ]
+        .concat();
+        let sk = Sidekick::start(&args);
+        wait_for("both up", LONG, || {
+            sk.log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(" is up"))
+                .count()
+                == 2
+        });
+        sk
+    }
+}
+
+fn on(ip: &str, act: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind((ip, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            thread::spawn(move || act(conn));
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_backend_that_never_answers_is_left_behind_within_the_response_timeout() {
+    let site = FaultySite::new(on("127.0.0.2", hang));
+    let sk = site.start(&["--response-timeout", "300ms"]);
+    for _ in 0..20 {
+        let resp = sk.get("/x");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+    }
+    assert!(sk.log_contains(&format!("http://{} is down", site.faulty)));
+}
+
+#[test]
+fn a_blackholed_backend_times_out_on_connect_and_requests_move_on() {
+    // A listener whose accept queue is full drops new SYNs: connects hang as they
+    // do to a blackholed host.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&"127.0.0.2:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket.listen(0).unwrap();
+    let hole = socket.local_addr().unwrap().as_socket().unwrap();
+    let _fill: Vec<_> = (0..4)
+        .filter_map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&hole.into());
+            Some(s)
+        })
+        .collect();
+    let site = FaultySite::new(hole);
+    let sk = site.start(&["--connect-timeout", "200ms"]);
+    for _ in 0..20 {
+        let resp = sk.get("/x");
+        assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
+    }
+    assert!(sk.log_contains(&format!("http://{hole} is down")));
+}
+
+#[test]
+fn idempotent_requests_with_small_bodies_are_retried_posts_are_not() {
+    let site = FaultySite::new(on("127.0.0.2", hang_up));
+    let sk = site.start(&[]);
+    // A PUT that lands on the backend that hangs up is retried on the good one.
+    for _ in 0..10 {
+        let resp = request(sk.addr, "PUT", "/upload", &[], b"small body");
+        assert_eq!(resp.text(), format!("10 {}", sha256(b"small body")));
+    }
+    assert!(sk.log_contains(&format!("http://{} is down", site.faulty)));
+
+    // A POST may have been acted on: never sent twice, the client gets a 502.
+    let site = FaultySite::new(on("127.0.0.2", hang_up));
+    let sk = site.start(&[]);
+    let mut statuses = Vec::new();
+    while !sk.log_contains(&format!("http://{} is down", site.faulty)) {
+        statuses.push(request(sk.addr, "POST", "/upload", &[], b"small body").status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 502).count(),
+        1,
+        "{statuses:?}"
+    );
+    let posts = site
+        .good
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST")
+        .count();
+    assert_eq!(posts, statuses.len() - 1, "a POST was sent twice");
+}
+
+#[test]
+fn slowloris_clients_do_not_stop_normal_requests() {
+    let b = Backend::start("s");
+    let sk = Sidekick::start(&["--client-header-timeout", "2s", &b.url()]);
+    wait_for("up", LONG, || sk.health() == 200);
+    let mut slow: Vec<TcpStream> = (0..500)
+        .filter_map(|_| TcpStream::connect(sk.addr).ok())
+        .collect();
+    assert!(
+        slow.len() >= 450,
+        "could open only {} connections",
+        slow.len()
+    );
+    let head = b"GET /slow HTTP/1.1\r\nHost: h\r\nX-Pad: ";
+    for round in 0..3 {
+        for s in &mut slow {
+            let _ = s.write_all(&head[round..=round]);
+        }
+        for _ in 0..10 {
+            assert_eq!(sk.get("/x").status, 200, "round {round}");
+        }
+        // Paces the crawl: one byte per connection per second.
+        thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(b.seen().iter().filter(|s| s.target == "/slow").count(), 0);
+    // The crawlers are cut off by the header timeout: sidekick closes them.
+    for s in slow.iter_mut().take(10) {
+        s.set_read_timeout(Some(LONG)).unwrap();
+        let mut rest = Vec::new();
+        assert!(
+            s.read_to_end(&mut rest).is_ok(),
+            "a crawler was never cut off"
+        );
+    }
+}
