@@ -264,3 +264,62 @@ fn health_check_timeout_marks_a_backend_down() {
     }
     assert_eq!(b[0].hits(), before);
 }
+
+#[test]
+fn rise_and_fall_need_consecutive_checks() {
+    let b = Backend::start("rf");
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "300ms",
+        "--health-rise",
+        "3",
+        "--health-fall",
+        "3",
+        &b.url(),
+    ]);
+    wait_for("up at the first check", LONG, || sk.health() == 200);
+    b.set_healthy(false);
+    wait_for("down", LONG, || sk.health() == 502);
+    assert!(
+        b.failed_checks() >= 3,
+        "down after {} failed checks: {:?}",
+        b.failed_checks(),
+        sk.log.lock().unwrap()
+    );
+    let checks = b.health_checks();
+    b.set_healthy(true);
+    wait_for("up again", LONG, || sk.health() == 200);
+    assert!(
+        b.health_checks() - checks >= 3,
+        "up after {} passed checks",
+        b.health_checks() - checks
+    );
+}
+
+#[test]
+fn optimistic_mode_checks_only_backends_that_are_down() {
+    let b = backends("o", 2);
+    b[1].set_healthy(false);
+    let sk = Sidekick::start(&[
+        "--health-optimistic",
+        "--health-duration",
+        "100ms",
+        &site(&b),
+    ]);
+    wait_for("o0 up", LONG, || sk.health() == 200);
+    let (up_checks, down_checks) = (b[0].health_checks(), b[1].health_checks());
+    wait_for("the down one checked again", LONG, || {
+        b[1].health_checks() >= down_checks + 5
+    });
+    assert_eq!(b[0].health_checks(), up_checks, "an up backend was checked");
+    b[1].set_healthy(true);
+    wait_for("o1 up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
+}

@@ -318,6 +318,7 @@ struct Shared {
     healthy: AtomicBool,
     hits: AtomicUsize,
     health_checks: AtomicUsize,
+    failed_checks: AtomicUsize,
     seen: Mutex<Vec<Seen>>,
     conns: Mutex<Vec<TcpStream>>,
     /// Requests to /hold wait until this is true.
@@ -416,6 +417,11 @@ impl Backend {
         self.shared.health_checks.load(SeqCst)
     }
 
+    /// Health checks answered with 503.
+    pub fn failed_checks(&self) -> usize {
+        self.shared.failed_checks.load(SeqCst)
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.seen.lock().unwrap().clone()
     }
@@ -499,6 +505,9 @@ fn serve_one(
             Some(target) => TcpStream::connect_timeout(&target, Duration::from_secs(1)).is_ok(),
             None => shared.healthy.load(SeqCst),
         };
+        if !ready {
+            shared.failed_checks.fetch_add(1, SeqCst);
+        }
         let status = if ready {
             "200 OK"
         } else {
