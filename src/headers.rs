@@ -1,15 +1,13 @@
 //! Header rules both ways: hop-by-hop headers removed, `X-Forwarded-*` added, the
 //! rest copied unchanged with duplicates kept.
 
-use std::net::IpAddr;
-
 use actix_web::http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
 use actix_web::http::StatusCode;
 use actix_web::HttpResponseBuilder;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -17,10 +15,16 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Copies the client's headers for the backend. Content-Length comes from the body
 /// sidekick sends; Expect was answered by sidekick, which sent the client its
-/// 100 Continue already. `None` when an added header cannot be built.
-pub fn to_backend(headers: &HeaderMap, peer: Option<IpAddr>, out: &mut HeaderMap) -> Option<()> {
+/// 100 Continue already. `peer` is the client's address as a header value.
+/// `None` when an added header cannot be built.
+pub fn to_backend(
+    headers: &HeaderMap,
+    peer: Option<&HeaderValue>,
+    out: &mut HeaderMap,
+) -> Option<()> {
+    let named = connection_tokens(headers);
     for (name, value) in headers {
-        if is_hop_by_hop(name, headers)
+        if is_hop_by_hop(name, named.as_deref())
             || name == CONTENT_LENGTH
             || name == EXPECT
             || name == X_FORWARDED_FOR
@@ -32,9 +36,8 @@ pub fn to_backend(headers: &HeaderMap, peer: Option<IpAddr>, out: &mut HeaderMap
         out.append(name.clone(), value.clone());
     }
     if let Some(ip) = peer {
-        let ip = ip.to_canonical();
         out.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, ip)?);
-        out.insert(X_REAL_IP.clone(), header_value(format_args!("{ip}"))?);
+        out.insert(X_REAL_IP.clone(), ip.clone());
     }
     if let Some(host) = headers.get(HOST) {
         out.insert(X_FORWARDED_HOST.clone(), host.clone());
@@ -45,8 +48,9 @@ pub fn to_backend(headers: &HeaderMap, peer: Option<IpAddr>, out: &mut HeaderMap
 /// Copies a backend's response headers for the client. The body framing is sidekick's
 /// own, except that 304 keeps the backend's Content-Length (it describes the entity).
 pub fn to_client(headers: &HeaderMap, status: StatusCode, out: &mut HttpResponseBuilder) {
+    let named = connection_tokens(headers);
     for (name, value) in headers {
-        if is_hop_by_hop(name, headers)
+        if is_hop_by_hop(name, named.as_deref())
             || (name == CONTENT_LENGTH && status != StatusCode::NOT_MODIFIED)
         {
             continue;
@@ -63,42 +67,50 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The client's `X-Forwarded-For` chain with its own address appended.
-fn forwarded_for(headers: &HeaderMap, ip: IpAddr) -> Option<HeaderValue> {
-    let mut chain = BytesMut::new();
-    for value in headers.get_all(&X_FORWARDED_FOR) {
-        chain.extend_from_slice(value.as_bytes());
-        chain.extend_from_slice(b", ");
+/// The client's `X-Forwarded-For` chain with its own address appended; without a
+/// chain, the address itself (no copy).
+fn forwarded_for(headers: &HeaderMap, ip: &HeaderValue) -> Option<HeaderValue> {
+    let mut chain = headers.get_all(&X_FORWARDED_FOR).peekable();
+    if chain.peek().is_none() {
+        return Some(ip.clone());
     }
-    use std::fmt::Write;
-    write!(chain, "{ip}").ok()?;
-    HeaderValue::from_maybe_shared(chain.freeze()).ok()
+    let mut joined = BytesMut::new();
+    for value in chain {
+        joined.extend_from_slice(value.as_bytes());
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(ip.as_bytes());
+    HeaderValue::from_maybe_shared(joined.freeze()).ok()
 }
 
-fn header_value(args: std::fmt::Arguments<'_>) -> Option<HeaderValue> {
-    let mut buf = BytesMut::with_capacity(48).writer();
-    std::io::Write::write_fmt(&mut buf, args).ok()?;
-    HeaderValue::from_maybe_shared(buf.into_inner().freeze()).ok()
+/// Header names listed in `Connection` (lower-cased), when there are any besides the
+/// usual `keep-alive` / `close`; found once per message rather than per header.
+fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
+    let mut tokens = Vec::new();
+    for value in headers.get_all(CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            if !token.is_empty()
+                && !token.eq_ignore_ascii_case("keep-alive")
+                && !token.eq_ignore_ascii_case("close")
+            {
+                tokens.push(token.to_ascii_lowercase());
+            }
+        }
+    }
+    (!tokens.is_empty()).then_some(tokens)
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and every header the `Connection` header names.
-pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    if name == CONNECTION
+fn is_hop_by_hop(name: &HeaderName, named: Option<&[String]>) -> bool {
+    name == CONNECTION
         || name == TE
         || name == TRAILER
         || name == TRANSFER_ENCODING
         || name == UPGRADE
         || name.as_str() == "keep-alive"
         || name.as_str() == "proxy-connection"
-    {
-        return true;
-    }
-    headers.get_all(CONNECTION).any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
-        })
-    })
+        || named.is_some_and(|named| named.iter().any(|n| n == name.as_str()))
 }
 
 #[cfg(test)]
@@ -106,19 +118,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forwarded_for_appends_and_canonicalises() {
+    fn forwarded_headers_and_connection_tokens() {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
         h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("2.2.2.2"));
-        h.append(CONNECTION.clone(), HeaderValue::from_static("close, X-A"));
+        h.append(CONNECTION, HeaderValue::from_static("close, X-A"));
         h.append(
             HeaderName::from_static("x-a"),
             HeaderValue::from_static("1"),
         );
         h.append(HOST, HeaderValue::from_static("s3:9000"));
+        let ip = HeaderValue::from_static("10.0.0.1");
         let mut out = HeaderMap::new();
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        to_backend(&h, Some(mapped), &mut out).unwrap();
+        to_backend(&h, Some(&ip), &mut out).unwrap();
         assert_eq!(
             out.get(&X_FORWARDED_FOR).unwrap(),
             "1.1.1.1, 2.2.2.2, 10.0.0.1"
@@ -126,5 +138,8 @@ mod tests {
         assert_eq!(out.get(&X_REAL_IP).unwrap(), "10.0.0.1");
         assert_eq!(out.get(&X_FORWARDED_HOST).unwrap(), "s3:9000");
         assert!(out.get("x-a").is_none() && out.get(CONNECTION).is_none());
+        let mut alone = HeaderMap::new();
+        to_backend(&HeaderMap::new(), Some(&ip), &mut alone).unwrap();
+        assert_eq!(alone.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1");
     }
 }

@@ -3,7 +3,7 @@
 mod admin;
 mod backend;
 mod cli;
-mod conn_limit;
+mod conn_info;
 mod endpoints;
 mod error;
 mod headers;

@@ -18,7 +18,7 @@ use log::debug;
 
 use crate::backend::{Backend, InFlight};
 use crate::cli::{Balance, Config};
-use crate::conn_limit::ConnSlot;
+use crate::conn_info::ConnInfo;
 use crate::error::ProxyError;
 use crate::headers;
 use crate::pool::{Eject, Failure, Pool, SharedView};
@@ -115,10 +115,8 @@ pub async fn handle(
     if matches!(*req.method(), Method::GET | Method::HEAD) && req.path() == "/v1/health" {
         return crate::admin::health(&shared.view);
     }
-    if req
-        .conn_data::<ConnSlot>()
-        .is_some_and(ConnSlot::over_limit)
-    {
+    let conn = req.conn_data::<ConnInfo>();
+    if conn.is_some_and(ConnInfo::over_limit) {
         return ProxyError::TooManyConnections.response(req.path());
     }
     if let Err(e) = validate::check(&req, shared.limits) {
@@ -242,7 +240,9 @@ fn build(
     parts.path_and_query = Some(path);
     let uri = Uri::from_parts(parts).ok()?;
     let mut request = client.request(req.method().clone(), uri);
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = req.conn_data::<ConnInfo>().and_then(|c| c.peer.as_ref());
+    // Sized once: growing the map header by header costs several reallocations.
+    *request.headers_mut() = HeaderMap::with_capacity(req.headers().len() + 3);
     headers::to_backend(req.headers(), peer, request.headers_mut())?;
     Some(request)
 }

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cli::{Config, Listen};
-use crate::conn_limit::ConnSlot;
+use crate::conn_info::ConnInfo;
 use crate::pool::{Pool, PoolView};
 use crate::proxy::{self, Shared, Worker};
 
@@ -40,8 +40,8 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
             .app_data(web::Data::new(Worker::new(&worker_cfg)))
             .default_service(web::to(proxy::handle))
     })
-    .on_connect(move |_, data| {
-        data.insert(ConnSlot::new(open.clone(), max_conns));
+    .on_connect(move |conn, data| {
+        data.insert(ConnInfo::new(conn, open.clone(), max_conns));
     })
     .workers(cfg.workers)
     .disable_signals()
