@@ -16,6 +16,9 @@ pub struct Backend {
     /// `Display` of the endpoint, computed once for logs.
     pub name: String,
     pub health_url: String,
+    /// `Host` for health checks when the endpoint is one address of a name
+    /// (`--rr-dns-mode`): the name, not the address.
+    pub host_header: Option<String>,
     pub stats: BackendStats,
 }
 
@@ -44,6 +47,27 @@ impl Backend {
             name: endpoint.to_string(),
             endpoint,
             health_url,
+            host_header: None,
+            stats: BackendStats::default(),
+        }
+    }
+
+    /// One address of an endpoint's name (`--rr-dns-mode`): connects to `address`,
+    /// named and checked as the endpoint.
+    pub fn resolved(
+        id: usize,
+        site: usize,
+        origin: &Endpoint,
+        address: Endpoint,
+        health_url: String,
+    ) -> Self {
+        Backend {
+            id,
+            site,
+            name: format!("{origin} ({})", address.host),
+            endpoint: address,
+            health_url,
+            host_header: Some(origin.authority.to_string()),
             stats: BackendStats::default(),
         }
     }

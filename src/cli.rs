@@ -102,6 +102,14 @@ struct Cli {
     #[arg(long, env = "SIDEKICK_HEALTH_OPTIMISTIC")]
     health_optimistic: bool,
 
+    /// Balance over every address a host name resolves to, each checked on its own
+    #[arg(long, env = "SIDEKICK_RR_DNS_MODE")]
+    rr_dns_mode: bool,
+
+    /// How often names are resolved again in --rr-dns-mode (also on SIGHUP)
+    #[arg(long, env = "SIDEKICK_DNS_TTL", default_value = "10m", value_parser = positive_duration)]
+    dns_ttl: Duration,
+
     /// Eject a backend after this many consecutive 5xx answers (0 = never)
     #[arg(long = "max-5xx", env = "SIDEKICK_MAX_5XX", default_value_t = 0)]
     max_5xx: u32,
@@ -211,6 +219,8 @@ pub struct Config {
     pub health_rise: u32,
     pub health_fall: u32,
     pub health_optimistic: bool,
+    pub rr_dns_mode: bool,
+    pub dns_ttl: Duration,
     pub max_5xx: u32,
     pub eject_duration: Duration,
     pub max_retries: u32,
@@ -387,6 +397,8 @@ impl Cli {
             health_rise: self.health_rise,
             health_fall: self.health_fall,
             health_optimistic: self.health_optimistic,
+            rr_dns_mode: self.rr_dns_mode,
+            dns_ttl: self.dns_ttl,
             max_5xx: self.max_5xx,
             eject_duration: self.eject_duration,
             max_retries: self.max_retries,

@@ -67,12 +67,17 @@ impl HealthChecker {
             ctx.run_later(self.next_delay(), |act, ctx| act.check(ctx));
             return;
         }
+        let host = self.backend.host_header.as_deref();
         let request = self.url.clone().map(|url| {
-            self.client
+            let mut request = self
+                .client
                 .get(url)
                 .timeout(self.settings.timeout)
-                .force_close()
-                .send()
+                .force_close();
+            if let Some(host) = host {
+                request = request.insert_header((actix_web::http::header::HOST, host));
+            }
+            request.send()
         });
         let started = Instant::now();
         let probe = async move {

@@ -4,6 +4,7 @@ mod admin;
 mod backend;
 mod cli;
 mod conn_info;
+mod dns;
 mod endpoints;
 mod error;
 mod headers;

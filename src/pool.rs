@@ -1,6 +1,7 @@
 //! The `Pool` actor, sole writer of backend state, and the lock-free `PoolView`
 //! snapshot it publishes for the workers' hot path, with the selection policies.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use log::{info, warn};
 
 use crate::backend::Backend;
 use crate::cli::{Balance, Config};
+use crate::endpoints::Endpoint;
 use crate::health::{HealthChecker, Stop};
 
 /// What workers read: the up backends of each site, in site order.
@@ -95,6 +97,10 @@ const MAX_EJECTION: Duration = Duration::from_secs(300);
 
 struct State {
     backend: Arc<Backend>,
+    /// The command-line endpoint this backend comes from.
+    target: usize,
+    /// Its address went away from the name (`--rr-dns-mode`): out of the view for good.
+    retired: bool,
     up: bool,
     since: Instant,
     downtime: Duration,
@@ -109,10 +115,24 @@ struct State {
     ejections: u32,
 }
 
+/// An endpoint from the command line.
+struct Target {
+    site: usize,
+    endpoint: Endpoint,
+    health_path: String,
+}
+
 pub struct Pool {
+    targets: Vec<Target>,
+    /// Backend ids index this; retired backends stay so that ids never change.
     states: Vec<State>,
     view: SharedView,
-    checkers: Vec<Addr<HealthChecker>>,
+    /// One per state; `None` once retired.
+    checkers: Vec<Option<Addr<HealthChecker>>>,
+    health_client: Option<awc::Client>,
+    health_port: u16,
+    rr_dns: bool,
+    dns_ttl: Duration,
     health: HealthSettings,
     rise: u32,
     fall: u32,
@@ -131,30 +151,27 @@ pub struct HealthSettings {
 
 impl Pool {
     /// Builds the backends of every site; all start down until their first check.
+    /// In `--rr-dns-mode` the backends of a host name come when it resolves.
     pub fn new(cfg: &Config, view: SharedView) -> Self {
-        let now = Instant::now();
-        let mut states = Vec::new();
+        let mut targets = Vec::new();
         for (site, endpoints) in cfg.sites.iter().enumerate() {
             for ep in endpoints {
-                let health = ep.health_url(cfg.health_port, cfg.health_path_for(site));
-                let backend = Backend::new(states.len(), site, ep.clone(), health);
-                states.push(State {
-                    backend: Arc::new(backend),
-                    up: false,
-                    since: now,
-                    downtime: Duration::ZERO,
-                    reported: false,
-                    passed: 0,
-                    failed: 0,
-                    ejected_until: None,
-                    ejections: 0,
+                targets.push(Target {
+                    site,
+                    endpoint: ep.clone(),
+                    health_path: cfg.health_path_for(site).to_string(),
                 });
             }
         }
-        Pool {
-            states,
+        let mut pool = Pool {
+            targets,
+            states: Vec::new(),
             view,
             checkers: Vec::new(),
+            health_client: None,
+            health_port: cfg.health_port,
+            rr_dns: cfg.rr_dns_mode,
+            dns_ttl: cfg.dns_ttl,
             health: HealthSettings {
                 interval: cfg.health_duration,
                 timeout: cfg.health_timeout,
@@ -164,24 +181,137 @@ impl Pool {
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
             active_site: None,
+        };
+        for t in 0..pool.targets.len() {
+            let target = &pool.targets[t];
+            if !pool.rr_dns || target.endpoint.is_ip() {
+                let health = target
+                    .endpoint
+                    .health_url(pool.health_port, &target.health_path);
+                let id = pool.states.len();
+                let backend = Backend::new(id, target.site, target.endpoint.clone(), health);
+                pool.add(t, backend);
+            }
+        }
+        pool
+    }
+
+    fn add(&mut self, target: usize, backend: Backend) {
+        self.states.push(State {
+            backend: Arc::new(backend),
+            target,
+            retired: false,
+            up: false,
+            since: Instant::now(),
+            downtime: Duration::ZERO,
+            reported: false,
+            passed: 0,
+            failed: 0,
+            ejected_until: None,
+            ejections: 0,
+        });
+        self.checkers.push(None);
+    }
+
+    /// (Re)starts the checker of one backend; its first check runs at once.
+    fn start_checker(&mut self, id: usize, ctx: &mut Context<Self>) {
+        let timeout = self.health.timeout;
+        let client = self
+            .health_client
+            .get_or_insert_with(|| crate::health::client(timeout))
+            .clone();
+        let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
+            return;
+        };
+        if let Some(old) = slot.take() {
+            old.do_send(Stop);
+        }
+        if !state.retired {
+            let pool = ctx.address().recipient();
+            *slot = Some(HealthChecker::new(&state.backend, self.health, client, pool).start());
         }
     }
 
     fn start_checkers(&mut self, ctx: &mut Context<Self>) {
-        let client = crate::health::client(self.health.timeout);
-        let pool = ctx.address().recipient();
-        self.checkers = self
+        for id in 0..self.states.len() {
+            self.start_checker(id, ctx);
+        }
+    }
+
+    /// Resolves every host name again (`--rr-dns-mode`), off the actor's thread.
+    fn resolve_all(&mut self, ctx: &mut Context<Self>) {
+        for (t, target) in self.targets.iter().enumerate() {
+            if target.endpoint.is_ip() {
+                continue;
+            }
+            let lookup = crate::dns::resolve(target.endpoint.host.clone(), target.endpoint.port);
+            lookup
+                .into_actor(self)
+                .map(move |result, pool, ctx| pool.resolved(t, result, ctx))
+                .spawn(ctx);
+        }
+    }
+
+    /// Adds a backend for each new address of a target's name and retires those of
+    /// addresses that went away. A failed lookup keeps what there is.
+    fn resolved(&mut self, t: usize, result: Result<Vec<IpAddr>, String>, ctx: &mut Context<Self>) {
+        let Some(target) = self.targets.get(t) else {
+            return;
+        };
+        let addrs = match result {
+            Ok(addrs) => addrs,
+            Err(e) => {
+                warn!("{}: {e}; keeping its current addresses", target.endpoint);
+                return;
+            }
+        };
+        let current: Vec<(usize, IpAddr)> = self
             .states
             .iter()
-            .map(|s| {
-                HealthChecker::new(&s.backend, self.health, client.clone(), pool.clone()).start()
-            })
+            .enumerate()
+            .filter(|(_, s)| s.target == t && !s.retired)
+            .filter_map(|(id, s)| Some((id, s.backend.endpoint.host.parse().ok()?)))
             .collect();
+        let (site, origin, path) = (
+            target.site,
+            target.endpoint.clone(),
+            target.health_path.clone(),
+        );
+        let mut changed = false;
+        for ip in addrs
+            .iter()
+            .filter(|ip| !current.iter().any(|(_, c)| c == *ip))
+        {
+            let Some(address) = origin.at(*ip) else {
+                continue;
+            };
+            let health = address.health_url(self.health_port, &path);
+            let id = self.states.len();
+            info!("{origin} resolves to {ip}");
+            self.add(t, Backend::resolved(id, site, &origin, address, health));
+            self.start_checker(id, ctx);
+            changed = true;
+        }
+        for (id, _) in current.iter().filter(|(_, ip)| !addrs.contains(ip)) {
+            if let Some(s) = self.states.get_mut(*id) {
+                info!("{} is gone from the addresses of {origin}", s.backend.name);
+                s.retired = true;
+                s.up = false;
+                s.backend.stats.up.store(false, Relaxed);
+            }
+            if let Some(old) = self.checkers.get_mut(*id).and_then(Option::take) {
+                old.do_send(Stop);
+            }
+            changed = true;
+        }
+        if changed {
+            self.publish();
+        }
     }
 
     fn health_report(&mut self, id: usize, result: Result<Duration, String>) {
         let (rise, fall) = (self.rise, self.fall);
-        let Some(state) = self.states.get_mut(id) else {
+        let Some(state) = self.states.get_mut(id).filter(|s| !s.retired) else {
             return;
         };
         let first = !state.reported;
@@ -214,7 +344,10 @@ impl Pool {
             return;
         }
         let site = state.backend.site;
-        let in_site = self.states.iter().filter(|s| s.backend.site == site);
+        let in_site = self
+            .states
+            .iter()
+            .filter(|s| s.backend.site == site && !s.retired);
         let size = in_site.clone().count();
         let ejected = in_site
             .filter(|s| s.ejected_until.is_some_and(|t| t > now))
@@ -258,7 +391,7 @@ impl Pool {
     }
 
     fn set(&mut self, id: usize, up: bool, reason: &str) {
-        let Some(state) = self.states.get_mut(id) else {
+        let Some(state) = self.states.get_mut(id).filter(|s| !s.retired) else {
             return;
         };
         let first = !std::mem::replace(&mut state.reported, true);
@@ -290,13 +423,13 @@ impl Pool {
 
     fn publish(&mut self) {
         let sites = self
-            .states
+            .targets
             .iter()
-            .map(|s| s.backend.site)
+            .map(|t| t.site)
             .max()
             .map_or(0, |m| m + 1);
         let mut view = vec![Vec::new(); sites];
-        for s in self.states.iter().filter(|s| s.up) {
+        for s in self.states.iter().filter(|s| s.up && !s.retired) {
             view[s.backend.site].push(s.backend.clone());
         }
         let active = view.iter().position(|s| !s.is_empty());
@@ -321,6 +454,10 @@ impl Actor for Pool {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.publish();
         self.start_checkers(ctx);
+        if self.rr_dns {
+            self.resolve_all(ctx);
+            ctx.run_interval(self.dns_ttl, |pool, ctx| pool.resolve_all(ctx));
+        }
     }
 }
 
@@ -360,8 +497,8 @@ impl Handler<Reload> for Pool {
 
     fn handle(&mut self, _: Reload, ctx: &mut Self::Context) {
         info!("reloading: checking every endpoint again");
-        for checker in self.checkers.drain(..) {
-            checker.do_send(Stop);
+        if self.rr_dns {
+            self.resolve_all(ctx);
         }
         self.start_checkers(ctx);
     }

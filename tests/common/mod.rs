@@ -36,9 +36,30 @@ pub struct Sidekick {
 impl Sidekick {
     /// Starts sidekick on a kernel-chosen port with `args` and waits until it listens.
     pub fn start(args: &[&str]) -> Sidekick {
-        let mut child = Command::new(BIN)
-            .args(["--address", "127.0.0.1:0", "--log"])
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--address", "127.0.0.1:0", "--log"]).args(args);
+        Self::spawn(cmd)
+    }
+
+    /// Starts sidekick with its own `/etc/hosts` (a private mount namespace; needs
+    /// root), so that test names resolve to test addresses.
+    pub fn start_with_hosts(hosts: &std::path::Path, args: &[&str]) -> Sidekick {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
+        ])
+        .arg(hosts)
+        .arg(BIN)
+        .args(["--address", "127.0.0.1:0", "--log"])
+        .args(args);
+        Self::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Sidekick {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
