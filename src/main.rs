@@ -1,24 +1,8 @@
 //! sidekick: a high-performance sidecar HTTP load balancer.
 
-mod admin;
-mod backend;
-mod cli;
-mod conn_info;
-mod dns;
-mod endpoints;
-mod error;
-mod headers;
-mod health;
-mod logging;
-mod pool;
-mod proxy;
-mod relay;
-mod retry;
-mod server;
-mod signals;
-mod validate;
-
 use std::process::ExitCode;
+
+use sidekick::{cli, logging, server};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os()) {

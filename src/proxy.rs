@@ -119,7 +119,7 @@ pub async fn handle(
     if conn.is_some_and(ConnInfo::over_limit) {
         return ProxyError::TooManyConnections.response(req.path());
     }
-    if let Err(e) = validate::check(&req, shared.limits) {
+    if let Err(e) = validate::check(req.head(), shared.limits) {
         return e.response(req.path());
     }
     let Some(path) = req.uri().path_and_query().cloned() else {

@@ -3,9 +3,9 @@
 
 use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use actix_web::http::{Method, Version};
-use actix_web::HttpRequest;
+use actix_web::dev::RequestHead;
 
-use crate::error::ProxyError;
+pub use crate::error::ProxyError;
 
 /// Request head limits.
 #[derive(Clone, Copy)]
@@ -15,8 +15,7 @@ pub struct Limits {
 }
 
 /// `Err` names the answer for a request that must not be forwarded.
-pub fn check(req: &HttpRequest, limits: Limits) -> Result<(), ProxyError> {
-    let head = req.head();
+pub fn check(head: &RequestHead, limits: Limits) -> Result<(), ProxyError> {
     let headers = &head.headers;
     if head.method == Method::CONNECT {
         return Err(ProxyError::NotImplemented);

@@ -1,0 +1,28 @@
+//! Request heads as the client sent them: actix's parser, then sidekick's checks and
+//! header rules, never panic; an accepted head yields headers a backend can take.
+#![no_main]
+
+use actix_codec::Decoder;
+use actix_http::h1::{Codec, Message};
+use actix_http::header::HeaderMap;
+use actix_http::ServiceConfig;
+use libfuzzer_sys::fuzz_target;
+use sidekick::validate::{check, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let mut codec = Codec::new(ServiceConfig::default());
+    let mut buf = bytes::BytesMut::from(data);
+    let Ok(Some(Message::Item(req))) = codec.decode(&mut buf) else {
+        return;
+    };
+    let limits = Limits {
+        max_header_size: 64 * 1024,
+        max_headers: 96,
+    };
+    if check(req.head(), limits).is_ok() {
+        let peer = actix_http::header::HeaderValue::from_static("127.0.0.1");
+        let mut out = HeaderMap::new();
+        sidekick::headers::to_backend(&req.head().headers, Some(&peer), &mut out);
+        let _ = sidekick::headers::content_length(&req.head().headers);
+    }
+});

@@ -1,0 +1,20 @@
+//! sidekick: a high-performance sidecar HTTP load balancer. The binary is `main.rs`;
+//! the library exists so that the fuzz targets can reach the parsers.
+
+mod admin;
+mod backend;
+pub mod cli;
+mod conn_info;
+mod dns;
+pub mod endpoints;
+mod error;
+pub mod headers;
+mod health;
+pub mod logging;
+mod pool;
+mod proxy;
+mod relay;
+mod retry;
+pub mod server;
+mod signals;
+pub mod validate;
