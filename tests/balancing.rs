@@ -115,7 +115,9 @@ fn killed_backend_is_marked_down_at_first_refusal_and_returns_after_restart() {
     for _ in 0..20 {
         assert_eq!(sk.get("/x").text(), "k1");
     }
-    assert!(sk.log_contains(&format!("{} is down", b[0].url())));
+    wait_for("logged", LONG, || {
+        sk.log_contains(&format!("{} is down", b[0].url()))
+    });
     assert_eq!(
         sk.log
             .lock()

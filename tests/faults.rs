@@ -178,7 +178,9 @@ fn a_backend_that_never_answers_is_left_behind_within_the_response_timeout() {
         let resp = sk.get("/x");
         assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
     }
-    assert!(sk.log_contains(&format!("http://{} is down", site.faulty)));
+    wait_for("logged", LONG, || {
+        sk.log_contains(&format!("http://{} is down", site.faulty))
+    });
 }
 
 #[test]
@@ -206,7 +208,9 @@ fn a_blackholed_backend_times_out_on_connect_and_requests_move_on() {
         let resp = sk.get("/x");
         assert_eq!((resp.status, resp.text().as_str()), (200, "good"));
     }
-    assert!(sk.log_contains(&format!("http://{hole} is down")));
+    wait_for("logged", LONG, || {
+        sk.log_contains(&format!("http://{hole} is down"))
+    });
 }
 
 #[test]
@@ -218,7 +222,9 @@ fn idempotent_requests_with_small_bodies_are_retried_posts_are_not() {
         let resp = request(sk.addr, "PUT", "/upload", &[], b"small body");
         assert_eq!(resp.text(), format!("10 {}", sha256(b"small body")));
     }
-    assert!(sk.log_contains(&format!("http://{} is down", site.faulty)));
+    wait_for("logged", LONG, || {
+        sk.log_contains(&format!("http://{} is down", site.faulty))
+    });
 
     // A POST may have been acted on: never sent twice, the client gets a 502.
     let site = FaultySite::new(on("127.0.0.2", hang_up));

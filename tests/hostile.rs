@@ -115,7 +115,9 @@ fn broken_backend_answers_become_502_or_a_cut_connection() {
         read_response(&mut r, false).is_err(),
         "a broken chunked body looked complete"
     );
-    assert!(sk.log_contains("failed mid-response"));
+    wait_for("failure logged", Duration::from_secs(10), || {
+        sk.log_contains("failed mid-response")
+    });
 
     // More bytes than Content-Length: the client gets exactly the promised five, and
     // the extra bytes never turn into the next response.

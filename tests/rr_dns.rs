@@ -50,7 +50,9 @@ fn each_address_of_a_name_is_balanced_and_checked_on_its_own() {
         b.hits()
     );
     // Each address is named after the name it came from.
-    assert!(sk.log_contains(&format!("http://rr.test:{port} (127.0.0.3) is up")));
+    wait_for("logged", LONG, || {
+        sk.log_contains(&format!("http://rr.test:{port} (127.0.0.3) is up"))
+    });
 
     // One address dies: the other keeps serving.
     b.kill();
@@ -69,6 +71,6 @@ fn each_address_of_a_name_is_balanced_and_checked_on_its_own() {
         sk.get("/x");
         c.hits() > 0
     });
-    assert!(sk.log_contains("(127.0.0.3) is gone"));
+    wait_for("logged", LONG, || sk.log_contains("(127.0.0.3) is gone"));
     let _ = std::fs::remove_file(&hosts);
 }
