@@ -1,9 +1,9 @@
 //! Requests sidekick refuses before anything reaches a backend: what actix's parser
 //! lets through but a smuggling-safe proxy must not forward.
 
+use actix_web::dev::RequestHead;
 use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use actix_web::http::{Method, Version};
-use actix_web::dev::RequestHead;
 
 pub use crate::error::ProxyError;
 

@@ -1,0 +1,302 @@
+"""Mixed S3 workload for the local demo: PUT, GET and LIST through sidekick.
+
+One writer thread PUTs objects one at a time (the demo's s3s-fs nodes share one data
+directory and name their temporary files with a per-process counter, so two writes at
+the same moment on two nodes could clobber each other); reader threads GET random
+objects already written, checking each body against the digest recorded at PUT, and
+LIST now and then. The run lasts --duration seconds, then a final paginated LIST
+must show exactly the objects written.
+
+While it runs, one progress line is redrawn in place (a plain line every few seconds
+when stdout is not a terminal), and new lines of the files given with --tail are
+printed above it. At the end it prints a summary, with the requests each backend
+served taken from the s3s-fs logs given with --node-log, and exits 1 if any
+operation failed.
+"""
+import argparse
+import hashlib
+import os
+import queue
+import random
+import re
+import sys
+import threading
+import time
+
+import boto3
+import botocore.exceptions
+import urllib3.exceptions
+from botocore.config import Config
+
+SIZES = [16 << 10, 64 << 10, 256 << 10, 1 << 20]
+# A body cut short: the backend died while sending it, and sidekick cut the client's
+# connection rather than let a short body look complete. boto3 retries a request
+# that failed, but not the read of a body that already began, so the workload
+# re-reads it (as boto3's own download_file does).
+CUT_SHORT = tuple(
+    cls
+    for cls in (
+        getattr(botocore.exceptions, "ResponseStreamingError", None),
+        botocore.exceptions.IncompleteReadError,
+        urllib3.exceptions.ProtocolError,
+    )
+    if cls is not None
+)
+BUCKET = "sidekick-demo"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+REQUEST_LINE = "s3s::service: req:"
+
+
+class Stats:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.ops = {"PUT": 0, "GET": 0, "LIST": 0}
+        self.errors = 0
+        self.retries = 0
+        self.rereads = 0
+        self.bytes = 0
+
+    def done(self, op, nbytes, response):
+        retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+        with self.lock:
+            self.ops[op] += 1
+            self.bytes += nbytes
+            self.retries += retries
+
+    def failed(self):
+        with self.lock:
+            self.errors += 1
+
+    def reread(self):
+        with self.lock:
+            self.rereads += 1
+
+    def snapshot(self):
+        with self.lock:
+            return dict(self.ops), self.errors, self.retries + self.rereads, self.bytes
+
+
+def body_for(index):
+    size = SIZES[index % len(SIZES)]
+    return random.Random(index).randbytes(size)
+
+
+def writer(s3, stats, objects, keys, stop, problems):
+    index = 0
+    while not stop.is_set():
+        key = f"obj/{index:06d}"
+        body = body_for(index)
+        try:
+            resp = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            stats.failed()
+            problems.put(f"PUT {key}: {e}")
+        else:
+            objects[key] = hashlib.md5(body).hexdigest()
+            keys.append(key)
+            stats.done("PUT", len(body), resp)
+        index += 1
+
+
+def reader(s3, stats, objects, keys, stop, problems, seed):
+    rng = random.Random(seed)
+    while not stop.is_set():
+        if not keys:
+            time.sleep(0.05)
+            continue
+        try:
+            if rng.random() < 0.1:
+                resp = s3.list_objects_v2(Bucket=BUCKET, Prefix="obj/", MaxKeys=200)
+                stats.done("LIST", 0, resp)
+                continue
+            key = keys[rng.randrange(len(keys))]
+            resp, body = get_object(s3, stats, key)
+        except Exception as e:  # noqa: BLE001 - every failure is reported
+            stats.failed()
+            problems.put(f"GET/LIST: {e}")
+            continue
+        if hashlib.md5(body).hexdigest() != objects[key]:
+            stats.failed()
+            problems.put(f"GET {key}: body differs from what was written")
+        else:
+            stats.done("GET", len(body), resp)
+
+
+def get_object(s3, stats, key, attempts=3):
+    for attempt in range(attempts):
+        resp = s3.get_object(Bucket=BUCKET, Key=key)
+        try:
+            return resp, resp["Body"].read()
+        except CUT_SHORT:
+            if attempt == attempts - 1:
+                raise
+            stats.reread()
+
+
+class Tail:
+    def __init__(self, label, path):
+        self.label, self.path, self.offset, self.partial = label, path, 0, ""
+
+    def new_lines(self):
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as f:
+                f.seek(self.offset)
+                data = f.read()
+                self.offset = f.tell()
+        except FileNotFoundError:
+            return []
+        data = self.partial + data
+        lines = data.split("\n")
+        self.partial = lines.pop()
+        return [f"{self.label:<8} | {ANSI.sub('', line)}" for line in lines if line.strip()]
+
+
+class Display:
+    def __init__(self, tty):
+        self.tty = tty
+        self.last_plain = 0.0
+
+    def line(self, text):
+        if self.tty:
+            sys.stdout.write("\r\x1b[K")
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    def progress(self, text, final=False):
+        now = time.monotonic()
+        if self.tty:
+            sys.stdout.write("\r\x1b[K" + text + ("\n" if final else ""))
+            sys.stdout.flush()
+        elif final or now - self.last_plain >= 3:
+            self.last_plain = now
+            self.line(text)
+
+
+def progress_text(elapsed, stats):
+    ops, errors, retries, nbytes = stats.snapshot()
+    total = sum(ops.values())
+    mbps = nbytes / 1e6 / elapsed if elapsed > 0 else 0.0
+    return (
+        f"{elapsed:5.1f}s  ops {total} (put {ops['PUT']}, get {ops['GET']}, list {ops['LIST']})"
+        f"  errors {errors}  retries {retries}  {mbps:.1f} MB/s"
+    )
+
+
+def final_listing(s3, objects):
+    listed = set()
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="obj/"):
+        listed.update(o["Key"] for o in page.get("Contents", []))
+    return listed == set(objects), len(listed)
+
+
+def requests_per_node(specs):
+    counts = []
+    for spec in specs:
+        name, path = spec.split("=", 1)
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                n = sum(1 for line in f if REQUEST_LINE in ANSI.sub("", line))
+        except FileNotFoundError:
+            n = 0
+        counts.append((name, n))
+    return counts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--endpoint", required=True, help="sidekick's URL")
+    ap.add_argument("--access-key", required=True)
+    ap.add_argument("--secret-key", required=True)
+    ap.add_argument("--duration", type=float, default=40.0, help="seconds of load")
+    ap.add_argument("--readers", type=int, default=3, help="reader threads")
+    ap.add_argument("--tail", action="append", default=[], metavar="LABEL=FILE",
+                    help="print new lines of FILE above the progress line")
+    ap.add_argument("--node-log", action="append", default=[], metavar="NAME=FILE",
+                    help="s3s-fs log (RUST_LOG=s3s::service=debug) to count requests from")
+    args = ap.parse_args()
+
+    config = Config(
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=3,
+        read_timeout=20,
+        max_pool_connections=args.readers + 2,
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=args.endpoint,
+        aws_access_key_id=args.access_key,
+        aws_secret_access_key=args.secret_key,
+        region_name="us-east-1",
+        config=config,
+    )
+    s3.create_bucket(Bucket=BUCKET)
+
+    stats, objects, keys = Stats(), {}, []
+    problems, stop = queue.Queue(), threading.Event()
+    tails = [Tail(*spec.split("=", 1)) for spec in args.tail]
+    display = Display(sys.stdout.isatty())
+    threads = [threading.Thread(target=writer, args=(s3, stats, objects, keys, stop, problems))]
+    threads += [
+        threading.Thread(target=reader, args=(s3, stats, objects, keys, stop, problems, seed))
+        for seed in range(args.readers)
+    ]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    shown_problems = 0
+    try:
+        while True:
+            elapsed = time.monotonic() - start
+            for tail in tails:
+                for line in tail.new_lines():
+                    display.line(line)
+            while not problems.empty():
+                problem = problems.get()
+                shown_problems += 1
+                if shown_problems <= 10:
+                    display.line(f"error    | {problem}")
+            if elapsed >= args.duration:
+                break
+            display.progress(progress_text(elapsed, stats))
+            time.sleep(0.25)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    elapsed = time.monotonic() - start
+    for tail in tails:
+        for line in tail.new_lines():
+            display.line(line)
+    while not problems.empty():
+        display.line(f"error    | {problems.get()}")
+    display.progress(progress_text(elapsed, stats), final=True)
+
+    listing_ok, listed = final_listing(s3, objects)
+    if not listing_ok:
+        stats.failed()
+    ops, errors, retries, nbytes = stats.snapshot()
+    total = sum(ops.values())
+    print()
+    print("summary")
+    print(f"  load          {elapsed:.1f} s, 1 writer + {args.readers} readers through {args.endpoint}")
+    print(f"  operations    {total} ({ops['PUT']} PUT, {ops['GET']} GET, {ops['LIST']} LIST), {total / elapsed:.0f} ops/s")
+    print(f"  errors        {errors}")
+    print(f"  retries       {retries} client-side: {stats.retries} by boto3, {stats.rereads} re-read of a body cut short")
+    print(f"  throughput    {nbytes / 1e6:.1f} MB in {elapsed:.1f} s = {nbytes / 1e6 / elapsed:.1f} MB/s")
+    print(f"  checks        each GET body against its PUT's MD5; final LIST shows {listed} of {len(objects)} objects"
+          + ("" if listing_ok else "  << MISMATCH"))
+    counts = requests_per_node(args.node_log)
+    if counts:
+        print("  requests per backend (from each s3s-fs request log)")
+        for name, n in counts:
+            print(f"    {name:<24} {n}")
+    if errors or ops["PUT"] == 0 or ops["GET"] == 0:
+        print("FAILED")
+        return 1
+    print("OK")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
