@@ -3,10 +3,13 @@
 mod admin;
 mod backend;
 mod cli;
+mod console;
 mod endpoints;
 mod error;
 mod health;
+mod human;
 mod logging;
+mod metrics;
 mod pool;
 mod proxy;
 mod server;

@@ -83,11 +83,34 @@ pub struct Failure {
 #[rtype(result = "()")]
 pub struct Reload;
 
+/// Asks for every backend's state, for the console table and metrics scrapes.
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct Snapshot;
+
+/// The state of every backend, in command-line order, at one instant.
+#[derive(MessageResponse)]
+pub struct Status {
+    pub backends: Vec<BackendStatus>,
+    /// How often traffic moved on to a later site.
+    pub failovers: u64,
+}
+
+pub struct BackendStatus {
+    pub backend: Arc<Backend>,
+    pub up: bool,
+    /// Down time in total, the current outage included.
+    pub downtime: Duration,
+    /// The current outage while down, else the last one.
+    pub last_downtime: Duration,
+}
+
 struct State {
     backend: Arc<Backend>,
     up: bool,
     since: Instant,
     downtime: Duration,
+    last_downtime: Duration,
     /// False until the first health report: starting down is not downtime.
     reported: bool,
 }
@@ -100,6 +123,9 @@ pub struct Pool {
     timeout: Duration,
     /// The site serving traffic (None when all are down), to log failovers.
     active_site: Option<usize>,
+    /// The last site that served, and how often traffic moved on to a later site.
+    last_serving: Option<usize>,
+    failovers: u64,
 }
 
 impl Pool {
@@ -116,6 +142,7 @@ impl Pool {
                     up: false,
                     since: now,
                     downtime: Duration::ZERO,
+                    last_downtime: Duration::ZERO,
                     reported: false,
                 });
             }
@@ -127,6 +154,8 @@ impl Pool {
             interval: cfg.health_duration,
             timeout: cfg.health_timeout,
             active_site: None,
+            last_serving: None,
+            failovers: 0,
         }
     }
 
@@ -167,6 +196,7 @@ impl Pool {
         } else if up {
             let down_for = now - state.since;
             state.downtime += down_for;
+            state.last_downtime = down_for;
             info!(
                 "{name} is up (was down {})",
                 humantime::format_duration(round_ms(down_for))
@@ -198,6 +228,13 @@ impl Pool {
             }
         }
         self.active_site = active;
+        // Moving back to an earlier site (or settling at start-up) is no failover.
+        if let Some(site) = active {
+            if self.last_serving.is_some_and(|last| site > last) {
+                self.failovers += 1;
+            }
+            self.last_serving = Some(site);
+        }
         self.view.store(Arc::new(PoolView { sites: view }));
     }
 }
@@ -219,6 +256,9 @@ impl Handler<HealthReport> for Pool {
     type Result = ();
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
+        if let Some(s) = self.states.get(msg.id) {
+            crate::metrics::health_checked(&s.backend, &msg.result);
+        }
         match msg.result {
             Ok(_) => self.set(msg.id, true, ""),
             Err(reason) => self.set(msg.id, false, &format!("health check failed: {reason}")),
@@ -246,6 +286,39 @@ impl Handler<Reload> for Pool {
             checker.do_send(Stop);
         }
         self.start_checkers(ctx);
+    }
+}
+
+impl Handler<Snapshot> for Pool {
+    type Result = Status;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Status {
+        let at = Instant::now();
+        let backends = self
+            .states
+            .iter()
+            .map(|s| {
+                let current = if s.up || !s.reported {
+                    Duration::ZERO
+                } else {
+                    at.saturating_duration_since(s.since)
+                };
+                BackendStatus {
+                    backend: s.backend.clone(),
+                    up: s.up,
+                    downtime: s.downtime + current,
+                    last_downtime: if current.is_zero() {
+                        s.last_downtime
+                    } else {
+                        current
+                    },
+                }
+            })
+            .collect();
+        Status {
+            backends,
+            failovers: self.failovers,
+        }
     }
 }
 

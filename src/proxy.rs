@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 use actix::Addr;
@@ -21,6 +22,7 @@ use log::warn;
 use crate::backend::{Backend, InFlight};
 use crate::cli::Balance;
 use crate::error::ProxyError;
+use crate::metrics::CountRx;
 use crate::pool::{Failure, Pool, SharedView};
 
 /// How many backends one request may try when a retry is safe.
@@ -84,8 +86,8 @@ pub async fn handle(
     shared: web::Data<Shared>,
     client: web::Data<awc::Client>,
 ) -> HttpResponse {
-    if req.path() == "/v1/health" && matches!(*req.method(), Method::GET | Method::HEAD) {
-        return crate::admin::health(&shared.view);
+    if let Some(response) = crate::admin::route(&req, &shared.view, &shared.pool).await {
+        return response;
     }
     let Some(path) = req.uri().path_and_query().cloned() else {
         return ProxyError::BadRequest.response(req.path());
@@ -103,8 +105,11 @@ pub async fn handle(
         };
         let sent = match (body, payload.take()) {
             (Body::Sized(0), _) => request.send_body(Bytes::new()).await,
-            (Body::Sized(n), Some(p)) => request.send_body(SizedStream::new(n, p)).await,
-            (Body::Chunked, Some(p)) => request.send_stream(p).await,
+            (Body::Sized(n), Some(p)) => {
+                let p = CountRx::new(p, guard.backend());
+                request.send_body(SizedStream::new(n, p)).await
+            }
+            (Body::Chunked, Some(p)) => request.send_stream(CountRx::new(p, guard.backend())).await,
             // `NoBody` rather than `send()`, which would add `Content-Length: 0`.
             _ => request.send_body(NoBody::new()).await,
         };
@@ -126,6 +131,7 @@ pub async fn handle(
         {
             return ProxyError::BadGateway.response(path.path());
         }
+        backend.stats.retries.fetch_add(1, Relaxed);
     }
 }
 
@@ -273,14 +279,15 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            let n = chunk.len() as u64;
+            self.guard.backend().stats.tx_bytes.fetch_add(n, Relaxed);
+        }
         if let Poll::Ready(Some(Err(e))) = &next {
             // Returning the error cuts the client's connection: a short body must
             // never look complete.
             let backend = self.guard.backend();
-            backend
-                .stats
-                .failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            backend.stats.failures.fetch_add(1, Relaxed);
             warn!("{} failed mid-response: {e}", backend.name);
         }
         next

@@ -55,7 +55,8 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         }
     }
     let server = server.run();
-    crate::signals::install(server.handle(), pool)?;
+    crate::signals::install(server.handle(), pool.clone())?;
+    let _console = crate::console::start(&cfg, pool);
     server.await
 }
 
