@@ -88,6 +88,9 @@ struct Cli {
     #[arg(long, env = "SIDEKICK_WORKERS", value_parser = clap::value_parser!(u16).range(1..))]
     workers: Option<u16>,
 
+    #[command(flatten)]
+    trace: crate::trace::Args,
+
     /// Expand and validate everything, print sites, backends and health URLs, then exit
     #[arg(long)]
     check: bool,
@@ -134,6 +137,7 @@ pub struct Config {
     pub json: bool,
     pub workers: usize,
     pub check: bool,
+    pub trace: crate::trace::Args,
 }
 
 impl Config {
@@ -271,6 +275,7 @@ impl Cli {
             json: self.json,
             workers,
             check: self.check,
+            trace: self.trace,
         })
     }
 }

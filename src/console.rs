@@ -36,7 +36,7 @@ pub const COLUMNS: [&str; 11] = [
 
 /// Whether the table is shown for this configuration and this stdout.
 pub fn wanted(cfg: &Config) -> bool {
-    !cfg.log && !cfg.quiet && std::io::stdout().is_terminal()
+    !cfg.log && !cfg.quiet && cfg.trace.trace.is_none() && std::io::stdout().is_terminal()
 }
 
 /// Starts the table; dropping the guard gives the terminal back.

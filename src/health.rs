@@ -23,6 +23,7 @@ pub fn client(timeout: Duration) -> awc::Client {
 
 pub struct HealthChecker {
     id: usize,
+    name: String,
     url: Result<Uri, String>,
     interval: Duration,
     timeout: Duration,
@@ -49,6 +50,7 @@ impl HealthChecker {
             .map_err(|e| format!("invalid health URL '{}': {e}", backend.health_url));
         HealthChecker {
             id: backend.id,
+            name: backend.name.clone(),
             url,
             interval,
             timeout,
@@ -71,8 +73,13 @@ impl HealthChecker {
                 .send()
         });
         let started = Instant::now();
+        let trace = crate::trace::health_check(&self.name, &self.url);
         let probe = async move {
-            match request?.await {
+            let response = request?.await;
+            if let Some(trace) = trace {
+                trace.finish(response.as_ref().map(|r| r.status()));
+            }
+            match response {
                 Ok(res) if res.status() == StatusCode::OK => Ok(started.elapsed()),
                 Ok(res) => Err(format!("status {}", res.status())),
                 Err(e) => Err(e.to_string()),

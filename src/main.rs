@@ -14,6 +14,7 @@ mod pool;
 mod proxy;
 mod server;
 mod signals;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&cfg);
+    trace::init(&cfg.trace, cfg.json, cfg.quiet);
     match actix_rt::System::new().block_on(server::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

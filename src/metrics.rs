@@ -40,6 +40,9 @@ const BOUNDS_NANOS: [u64; 14] = [
 ];
 const BUCKETS: usize = BOUNDS_NANOS.len() + 1;
 
+/// Trace lines dropped because the writer could not keep up.
+pub static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// Request durations of one backend: a fixed-bucket histogram, min and max, all atomics.
 pub struct Latency {
     /// Per-bucket counts (not cumulative); the last is +Inf.
@@ -368,6 +371,13 @@ impl Collector for Backends {
             "Times traffic moved on to a later site because every backend before it was down.",
             None,
             failovers.metric_type(),
+        )?)?;
+        let dropped = ConstCounter::new(TRACE_DROPPED.load(Relaxed));
+        dropped.encode(encoder.encode_descriptor(
+            "sidekick_trace_dropped",
+            "Trace lines dropped because the output could not keep up.",
+            None,
+            dropped.metric_type(),
         )?)?;
         Ok(())
     }

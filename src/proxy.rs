@@ -100,6 +100,7 @@ pub async fn handle(
             return ProxyError::BackendDown.response(path.path());
         };
         let guard = InFlight::new(backend);
+        crate::trace::attempt(&req, guard.backend());
         let Some(request) = build_request(&client, &req, guard.backend(), path.clone()) else {
             return ProxyError::BadRequest.response(path.path());
         };
@@ -119,6 +120,7 @@ pub async fn handle(
             Err(SendRequestError::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
+        crate::trace::failed(&req, &error);
         let backend = guard.backend();
         shared.pool.do_send(Failure {
             id: backend.id,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Actor;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -36,8 +37,10 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         pool: pool.clone(),
         balance: cfg.balance,
     });
+    let traced = crate::trace::requests_on();
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(traced, from_fn(crate::trace::middleware)))
             .app_data(shared.clone())
             .app_data(web::Data::new(proxy::client()))
             .default_service(web::to(proxy::handle))

@@ -109,6 +109,7 @@ fn counters_follow_the_workload_and_promtool_accepts_them() {
     );
     for name in [
         "sidekick_failovers_total 0",
+        "sidekick_trace_dropped_total 0",
         "# TYPE sidekick_request_duration_seconds histogram",
         "# TYPE sidekick_downtime_seconds_total counter",
         "# TYPE sidekick_retries_total counter",
