@@ -76,6 +76,16 @@ fn counters_follow_the_workload_and_promtool_accepts_them() {
     let upload = request(sk.addr, "PUT", "/upload", &[], &[7u8; 1000]);
     assert_eq!(upload.status, 200);
 
+    // A request leaves the in-flight count (and enters the duration histogram) when
+    // sidekick has finished with its body, which may be just after the client has it.
+    wait_for("requests finished", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        urls.iter().all(|u| {
+            sample(&s, "sidekick_in_flight_requests", u) == Some(0.0)
+                && sample(&s, "sidekick_request_duration_seconds_count", u)
+                    == sample(&s, "sidekick_requests_total", u)
+        })
+    });
     let s = scrape(&sk);
     let mut total = 0.0;
     for (b, url) in backends.iter().zip(&urls) {
