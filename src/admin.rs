@@ -1,13 +1,66 @@
 //! sidekick's own paths. `GET /v1/health`: 200 while any site has a backend up.
+//! `GET /.prometheus/metrics`: Prometheus metrics.
 
-use actix_web::HttpResponse;
+use actix::Addr;
+use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
+use actix_web::http::Method;
+use actix_web::{HttpRequest, HttpResponse};
 
-use crate::pool::SharedView;
+use crate::pool::{Pool, SharedView, Snapshot};
 
-pub fn health(view: &SharedView) -> HttpResponse {
+pub const HEALTH_PATH: &str = "/v1/health";
+pub const METRICS_PATH: &str = "/.prometheus/metrics";
+
+/// True for the requests sidekick answers itself rather than proxies.
+pub fn is_own(req: &HttpRequest) -> bool {
+    let method = req.method();
+    match req.path() {
+        HEALTH_PATH => method == Method::GET || method == Method::HEAD,
+        METRICS_PATH => method == Method::GET,
+        _ => false,
+    }
+}
+
+/// Answers sidekick's own paths; `None` for everything to be proxied.
+pub async fn route(
+    req: &HttpRequest,
+    view: &SharedView,
+    pool: &Addr<Pool>,
+) -> Option<HttpResponse> {
+    if !is_own(req) {
+        return None;
+    }
+    Some(match req.path() {
+        METRICS_PATH => metrics(req, pool).await,
+        _ => health(view),
+    })
+}
+
+fn health(view: &SharedView) -> HttpResponse {
     if view.load().any_up() {
         HttpResponse::Ok().finish()
     } else {
         HttpResponse::BadGateway().finish()
+    }
+}
+
+/// Asks the Pool for every backend's state and encodes it with the hot-path counters.
+async fn metrics(req: &HttpRequest, pool: &Addr<Pool>) -> HttpResponse {
+    let openmetrics = req.headers().get_all(ACCEPT).any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.contains("application/openmetrics-text"))
+    });
+    let rendered = match pool.send(Snapshot).await {
+        Ok(status) => crate::metrics::render(status, openmetrics).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match rendered {
+        Ok((content_type, body)) => HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, content_type))
+            .body(body),
+        Err(e) => {
+            log::error!("metrics: {e}");
+            HttpResponse::InternalServerError().finish()
+        }
     }
 }

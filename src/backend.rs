@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::endpoints::Endpoint;
+use crate::metrics::Latency;
 
 pub struct Backend {
     /// Index in the pool's list of backends, stable for the life of the process.
@@ -31,8 +32,18 @@ pub struct BackendStats {
     pub last_finished: AtomicU64,
     pub calls: AtomicU64,
     pub failures: AtomicU64,
-    /// Requests sent again to another backend after this one failed them.
+    /// Request body bytes received from clients and sent to this backend.
+    pub rx_bytes: AtomicU64,
+    /// Response body bytes received from this backend and sent to clients.
+    pub tx_bytes: AtomicU64,
+    /// Requests that failed here before a response head and were sent elsewhere.
     pub retries: AtomicU64,
+    /// Failed health checks (written by the Pool).
+    pub health_errors: AtomicU64,
+    /// Duration of the last successful health check in nanoseconds (written by the Pool).
+    pub health_nanos: AtomicU64,
+    /// Request durations, pick to last byte: histogram buckets, min and max.
+    pub latency: Latency,
     /// 5xx answers in a row, for outlier detection.
     pub consecutive_5xx: AtomicU32,
     /// Up in the Pool's view (written by the Pool only; read by optimistic checkers).
@@ -82,13 +93,14 @@ pub fn monotonic_nanos() -> u64 {
 
 /// Counts a request in flight on a backend from pick until the response body has been
 /// streamed to the client (or dropped, however the request ends).
-pub struct InFlight(Arc<Backend>);
+/// Its lifetime is the request's duration in the latency statistics.
+pub struct InFlight(Arc<Backend>, u64);
 
 impl InFlight {
     pub fn new(backend: Arc<Backend>) -> Self {
         backend.stats.in_flight.fetch_add(1, Relaxed);
         backend.stats.calls.fetch_add(1, Relaxed);
-        InFlight(backend)
+        InFlight(backend, monotonic_nanos())
     }
 
     pub fn backend(&self) -> &Arc<Backend> {
@@ -99,7 +111,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         let stats = &self.0.stats;
+        let now = monotonic_nanos();
         stats.in_flight.fetch_sub(1, Relaxed);
-        stats.last_finished.store(monotonic_nanos().max(1), Relaxed);
+        stats.last_finished.store(now.max(1), Relaxed);
+        stats.latency.record(now.saturating_sub(self.1));
     }
 }

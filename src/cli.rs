@@ -171,6 +171,9 @@ struct Cli {
           value_parser = clap::value_parser!(u32).range(1..))]
     max_conns: u32,
 
+    #[command(flatten)]
+    trace: crate::trace::Args,
+
     /// Expand and validate everything, print sites, backends and health URLs, then exit
     #[arg(long)]
     check: bool,
@@ -235,6 +238,7 @@ pub struct Config {
     pub max_headers: u16,
     pub max_conns: u32,
     pub check: bool,
+    pub trace: crate::trace::Args,
 }
 
 impl Config {
@@ -413,6 +417,7 @@ impl Cli {
             max_headers: self.max_headers,
             max_conns: self.max_conns,
             check: self.check,
+            trace: self.trace,
         })
     }
 }

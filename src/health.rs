@@ -80,8 +80,13 @@ impl HealthChecker {
             request.send()
         });
         let started = Instant::now();
+        let trace = crate::trace::health_check(&self.backend.name, &self.url);
         let probe = async move {
-            match request?.await {
+            let response = request?.await;
+            if let Some(trace) = trace {
+                trace.finish(response.as_ref().map(|r| r.status()));
+            }
+            match response {
                 Ok(res) if res.status() == StatusCode::OK => Ok(started.elapsed()),
                 Ok(res) => Err(format!("status {}", res.status())),
                 Err(e) => Err(e.to_string()),

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use sidekick::{cli, logging, server};
+use sidekick::{cli, logging, server, trace};
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os()) {
@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&cfg);
+    trace::init(&cfg.trace, cfg.json, cfg.quiet);
     match actix_rt::System::new().block_on(server::run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -92,6 +92,28 @@ pub struct Eject {
 #[rtype(result = "()")]
 pub struct Reload;
 
+/// Asks for every backend's state, for the console table and metrics scrapes.
+#[derive(Message)]
+#[rtype(result = "Status")]
+pub struct Snapshot;
+
+/// The state of every backend, in command-line order, at one instant.
+#[derive(MessageResponse)]
+pub struct Status {
+    pub backends: Vec<BackendStatus>,
+    /// How often traffic moved on to a later site.
+    pub failovers: u64,
+}
+
+pub struct BackendStatus {
+    pub backend: Arc<Backend>,
+    pub up: bool,
+    /// Down time in total, the current outage included.
+    pub downtime: Duration,
+    /// The current outage while down, else the last one.
+    pub last_downtime: Duration,
+}
+
 /// Longest ejection, however often a backend is ejected (unless the first is longer).
 const MAX_EJECTION: Duration = Duration::from_secs(300);
 
@@ -104,6 +126,7 @@ struct State {
     up: bool,
     since: Instant,
     downtime: Duration,
+    last_downtime: Duration,
     /// False until the first health report: starting down is not downtime, and the
     /// first report decides at once whatever `--health-rise` says.
     reported: bool,
@@ -139,6 +162,9 @@ pub struct Pool {
     eject_duration: Duration,
     /// The site serving traffic (None when all are down), to log failovers.
     active_site: Option<usize>,
+    /// The last site that served, and how often traffic moved on to a later site.
+    last_serving: Option<usize>,
+    failovers: u64,
 }
 
 /// What every `HealthChecker` is started with.
@@ -181,6 +207,8 @@ impl Pool {
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
             active_site: None,
+            last_serving: None,
+            failovers: 0,
         };
         for t in 0..pool.targets.len() {
             let target = &pool.targets[t];
@@ -204,6 +232,7 @@ impl Pool {
             up: false,
             since: Instant::now(),
             downtime: Duration::ZERO,
+            last_downtime: Duration::ZERO,
             reported: false,
             passed: 0,
             failed: 0,
@@ -408,6 +437,7 @@ impl Pool {
         } else if up {
             let down_for = now - state.since;
             state.downtime += down_for;
+            state.last_downtime = down_for;
             info!(
                 "{name} is up (was down {})",
                 humantime::format_duration(round_ms(down_for))
@@ -440,6 +470,13 @@ impl Pool {
             }
         }
         self.active_site = active;
+        // Moving back to an earlier site (or settling at start-up) is no failover.
+        if let Some(site) = active {
+            if self.last_serving.is_some_and(|last| site > last) {
+                self.failovers += 1;
+            }
+            self.last_serving = Some(site);
+        }
         self.view.store(Arc::new(PoolView { sites: view }));
     }
 }
@@ -465,6 +502,9 @@ impl Handler<HealthReport> for Pool {
     type Result = ();
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
+        if let Some(s) = self.states.get(msg.id) {
+            crate::metrics::health_checked(&s.backend, &msg.result);
+        }
         self.health_report(msg.id, msg.result);
     }
 }
@@ -501,6 +541,40 @@ impl Handler<Reload> for Pool {
             self.resolve_all(ctx);
         }
         self.start_checkers(ctx);
+    }
+}
+
+impl Handler<Snapshot> for Pool {
+    type Result = Status;
+
+    fn handle(&mut self, _: Snapshot, _: &mut Self::Context) -> Status {
+        let at = Instant::now();
+        let backends = self
+            .states
+            .iter()
+            .filter(|s| !s.retired)
+            .map(|s| {
+                let current = if s.up || !s.reported {
+                    Duration::ZERO
+                } else {
+                    at.saturating_duration_since(s.since)
+                };
+                BackendStatus {
+                    backend: s.backend.clone(),
+                    up: s.up,
+                    downtime: s.downtime + current,
+                    last_downtime: if current.is_zero() {
+                        s.last_downtime
+                    } else {
+                        current
+                    },
+                }
+            })
+            .collect();
+        Status {
+            backends,
+            failovers: self.failovers,
+        }
     }
 }
 

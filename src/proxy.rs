@@ -1,6 +1,8 @@
 //! The catch-all forwarding handler: refuse what must not pass, pick a backend from
 //! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
@@ -21,6 +23,7 @@ use crate::cli::{Balance, Config};
 use crate::conn_info::ConnInfo;
 use crate::error::ProxyError;
 use crate::headers;
+use crate::metrics::CountRx;
 use crate::pool::{Eject, Failure, Pool, SharedView};
 use crate::relay::{Relay, Upload};
 use crate::retry;
@@ -112,8 +115,8 @@ pub async fn handle(
     shared: web::Data<Shared>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    if matches!(*req.method(), Method::GET | Method::HEAD) && req.path() == "/v1/health" {
-        return crate::admin::health(&shared.view);
+    if let Some(response) = crate::admin::route(&req, &shared.view, &shared.pool).await {
+        return response;
     }
     let conn = req.conn_data::<ConnInfo>();
     if conn.is_some_and(ConnInfo::over_limit) {
@@ -138,15 +141,17 @@ pub async fn handle(
             return ProxyError::BackendDown.response(path.path());
         };
         let guard = InFlight::new(backend);
+        crate::trace::attempt(&req, guard.backend());
         let Some(request) = build(&worker.client, &req, guard.backend(), path.clone()) else {
             return ProxyError::BadRequest.response(path.path());
         };
-        let error = match send(request, &mut body, &shared).await {
+        let error = match send(request, &mut body, &shared, guard.backend()).await {
             Ok(res) => return respond(req.method() == Method::HEAD, res, guard, &shared),
             // The client's own body failed: it went away, the backend did nothing wrong.
             Err(SendRequestError::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
+        crate::trace::failed(&req, &error);
         let backend = guard.backend();
         shared.pool.do_send(Failure {
             id: backend.id,
@@ -160,10 +165,7 @@ pub async fn handle(
         if !retry {
             return ProxyError::BadGateway.response(path.path());
         }
-        backend
-            .stats
-            .retries
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        backend.stats.retries.fetch_add(1, Relaxed);
         debug!(
             "retrying {} {} after {}: {error}",
             req.method(),
@@ -253,7 +255,14 @@ async fn send(
     request: awc::ClientRequest,
     body: &mut Body,
     shared: &Shared,
+    backend: &Arc<Backend>,
 ) -> Result<awc::ClientResponse, SendRequestError> {
+    if let Body::Buffered { bytes, .. } = body {
+        backend
+            .stats
+            .rx_bytes
+            .fetch_add(bytes.len() as u64, Relaxed);
+    }
     let deadline = shared.connect_timeout + shared.response_timeout;
     match body {
         // `NoBody` rather than `send()`, which would add `Content-Length: 0`.
@@ -271,13 +280,13 @@ async fn send(
         }
         Body::Sized(n, payload) => {
             let payload = payload.take().ok_or(SendRequestError::Timeout)?;
-            let (upload, done) = Upload::new(payload);
+            let (upload, done) = Upload::new(CountRx::new(payload, backend));
             let sending = request.send_body(SizedStream::new(*n, upload));
             with_deadline(sending, done, shared.response_timeout).await
         }
         Body::Chunked(payload) => {
             let payload = payload.take().ok_or(SendRequestError::Timeout)?;
-            let (upload, done) = Upload::new(payload);
+            let (upload, done) = Upload::new(CountRx::new(payload, backend));
             with_deadline(request.send_stream(upload), done, shared.response_timeout).await
         }
     }
@@ -334,7 +343,6 @@ fn respond(
 
 /// Outlier detection: `--max-5xx` consecutive 5xx answers eject the backend.
 fn track_5xx(backend: &Backend, status: StatusCode, shared: &Shared) {
-    use std::sync::atomic::Ordering::Relaxed;
     let streak = &backend.stats.consecutive_5xx;
     if status.is_server_error() {
         if streak.fetch_add(1, Relaxed) + 1 == shared.max_5xx {

@@ -3,6 +3,7 @@
 //! upload is done (the response timeout counts from there).
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 
 use actix_web::error::PayloadError;
@@ -28,14 +29,15 @@ where
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let next = Pin::new(&mut self.body).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            let n = chunk.len() as u64;
+            self.guard.backend().stats.tx_bytes.fetch_add(n, Relaxed);
+        }
         if let Poll::Ready(Some(Err(e))) = &next {
             // Returning the error cuts the client's connection: a short body must
             // never look complete.
             let backend = self.guard.backend();
-            backend
-                .stats
-                .failures
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            backend.stats.failures.fetch_add(1, Relaxed);
             warn!("{} failed mid-response: {e}", backend.name);
         }
         next

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use actix::Actor;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -34,8 +35,10 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = cfg.max_conns as usize;
     let worker_cfg = cfg.clone();
+    let traced = crate::trace::requests_on();
     let mut server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(traced, from_fn(crate::trace::middleware)))
             .app_data(shared.clone())
             .app_data(web::Data::new(Worker::new(&worker_cfg)))
             .default_service(web::to(proxy::handle))
@@ -57,7 +60,8 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         }
     }
     let server = server.run();
-    crate::signals::install(server.handle(), pool)?;
+    crate::signals::install(server.handle(), pool.clone())?;
+    let _console = crate::console::start(&cfg, pool);
     server.await
 }
 

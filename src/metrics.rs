@@ -1,0 +1,408 @@
+//! Prometheus metrics at `GET /.prometheus/metrics`. The hot path only bumps atomics
+//! (in `BackendStats` and here); a scrape builds a registry from them and from the
+//! Pool's `Snapshot`, and encodes it with `prometheus-client`.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::Stream;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::backend::Backend;
+use crate::pool::Status;
+
+/// Upper bounds of the request duration histogram, in nanoseconds (1 ms … 60 s).
+const BOUNDS_NANOS: [u64; 14] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+    60_000_000_000,
+];
+const BUCKETS: usize = BOUNDS_NANOS.len() + 1;
+
+/// Trace lines dropped because the writer could not keep up.
+pub static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Request durations of one backend: a fixed-bucket histogram, min and max, all atomics.
+pub struct Latency {
+    /// Per-bucket counts (not cumulative); the last is +Inf.
+    buckets: [AtomicU64; BUCKETS],
+    sum_nanos: AtomicU64,
+    min_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_nanos: AtomicU64::new(0),
+            min_nanos: AtomicU64::new(u64::MAX),
+            max_nanos: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Latency {
+    pub fn record(&self, nanos: u64) {
+        let i = BOUNDS_NANOS
+            .iter()
+            .position(|&b| nanos <= b)
+            .unwrap_or(BUCKETS - 1);
+        if let Some(bucket) = self.buckets.get(i) {
+            bucket.fetch_add(1, Relaxed);
+        }
+        self.sum_nanos.fetch_add(nanos, Relaxed);
+        // Read first: once warm, min and max rarely change, and a load does not
+        // take the cache line away from other workers.
+        if nanos < self.min_nanos.load(Relaxed) {
+            self.min_nanos.fetch_min(nanos, Relaxed);
+        }
+        if nanos > self.max_nanos.load(Relaxed) {
+            self.max_nanos.fetch_max(nanos, Relaxed);
+        }
+    }
+
+    pub fn min(&self) -> Option<Duration> {
+        match self.min_nanos.load(Relaxed) {
+            u64::MAX => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    pub fn max(&self) -> Option<Duration> {
+        self.min()?;
+        Some(Duration::from_nanos(self.max_nanos.load(Relaxed)))
+    }
+
+    /// `(sum in seconds, count, [(upper bound, count in bucket)])`, the last bound +Inf.
+    fn histogram(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets: Vec<(f64, u64)> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let bound = BOUNDS_NANOS
+                    .get(i)
+                    .map_or(f64::INFINITY, |&b| b as f64 / 1e9);
+                (bound, n.load(Relaxed))
+            })
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        (self.sum_nanos.load(Relaxed) as f64 / 1e9, count, buckets)
+    }
+}
+
+/// Called by the Pool for each health report.
+pub fn health_checked(backend: &Backend, result: &Result<Duration, String>) {
+    match result {
+        Ok(took) => backend
+            .stats
+            .health_nanos
+            .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed),
+        Err(_) => {
+            backend.stats.health_errors.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A request body on its way to a backend, counted into the backend's `rx_bytes`.
+pub struct CountRx<S> {
+    inner: S,
+    backend: Arc<Backend>,
+}
+
+impl<S> CountRx<S> {
+    pub fn new(inner: S, backend: &Arc<Backend>) -> Self {
+        CountRx {
+            inner,
+            backend: backend.clone(),
+        }
+    }
+}
+
+impl<S, E> Stream for CountRx<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            let n = chunk.len() as u64;
+            self.backend.stats.rx_bytes.fetch_add(n, Relaxed);
+        }
+        next
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.inner.size_hint()
+    }
+}
+
+/// The text a scrape answers: OpenMetrics when the scraper asks for it (as Prometheus
+/// does), else the Prometheus text format 0.0.4. Returns `(content type, body)`.
+pub fn render(
+    status: Status,
+    openmetrics: bool,
+) -> Result<(&'static str, String), std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register(
+        "sidekick_build",
+        "sidekick build information",
+        Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+    );
+    registry.register_collector(Box::new(Backends(status)));
+    let mut out = String::new();
+    if openmetrics {
+        prometheus_client::encoding::text::encode(&mut out, &registry)?;
+        Ok((
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            out,
+        ))
+    } else {
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?;
+        Ok((
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            out,
+        ))
+    }
+}
+
+/// Encodes every per-backend family from one `Status` snapshot and the atomics.
+struct Backends(Status);
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Backends")
+    }
+}
+
+/// One metric family: its name, help, unit, type and a value per backend.
+struct Family<'a, V> {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    value: &'a dyn Fn(&crate::pool::BackendStatus) -> V,
+}
+
+impl Backends {
+    fn family<M: EncodeMetric>(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        family: Family<'_, M>,
+    ) -> Result<(), std::fmt::Error> {
+        let Some(first) = self.0.backends.first() else {
+            return Ok(());
+        };
+        let kind = (family.value)(first).metric_type();
+        let mut metric =
+            encoder.encode_descriptor(family.name, family.help, family.unit.as_ref(), kind)?;
+        for status in &self.0.backends {
+            let site = (status.backend.site + 1).to_string();
+            let labels = [
+                ("endpoint", status.backend.name.as_str()),
+                ("site", site.as_str()),
+            ];
+            (family.value)(status).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+fn counter(n: &AtomicU64) -> ConstCounter<u64> {
+    ConstCounter::new(n.load(Relaxed))
+}
+
+fn gauge(n: u64) -> ConstGauge<i64> {
+    ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A histogram read from `Latency`'s atomics at scrape time.
+struct HistogramValue(f64, u64, Vec<(f64, u64)>);
+
+impl EncodeMetric for HistogramValue {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.0, self.1, &self.2, None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+impl Collector for Backends {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_requests",
+                help: "Requests sent to the backend.",
+                unit: None,
+                value: &|s| counter(&s.backend.stats.calls),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_errors",
+                help: "Requests that failed on the backend (connection errors, broken responses).",
+                unit: None,
+                value: &|s| counter(&s.backend.stats.failures),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_rx",
+                help: "Request body bytes received from clients for the backend.",
+                unit: Some(Unit::Bytes),
+                value: &|s| counter(&s.backend.stats.rx_bytes),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_tx",
+                help: "Response body bytes from the backend sent to clients.",
+                unit: Some(Unit::Bytes),
+                value: &|s| counter(&s.backend.stats.tx_bytes),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_health_error_counts",
+                help: "Failed health checks of the backend.",
+                unit: None,
+                value: &|s| gauge(s.backend.stats.health_errors.load(Relaxed)),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_up",
+                help: "Whether the backend is up (1) or down (0).",
+                unit: None,
+                value: &|s| gauge(u64::from(s.up)),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_in_flight_requests",
+                help: "Requests in flight on the backend.",
+                unit: None,
+                value: &|s| gauge(s.backend.stats.in_flight.load(Relaxed)),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_request_duration",
+                help: "Request durations on the backend, from pick to the last byte.",
+                unit: Some(Unit::Seconds),
+                value: &|s| {
+                    let (sum, count, buckets) = s.backend.stats.latency.histogram();
+                    HistogramValue(sum, count, buckets)
+                },
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_health_check_duration",
+                help: "Duration of the backend's last successful health check.",
+                unit: Some(Unit::Seconds),
+                value: &|s| {
+                    let nanos = s.backend.stats.health_nanos.load(Relaxed);
+                    ConstGauge::new(nanos as f64 / 1e9)
+                },
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_downtime",
+                help: "Time the backend has been down in total, the current outage included.",
+                unit: Some(Unit::Seconds),
+                value: &|s| ConstCounter::new(s.downtime.as_secs_f64()),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_retries",
+                help: "Requests that failed on the backend before a response and were retried elsewhere.",
+                unit: None,
+                value: &|s| counter(&s.backend.stats.retries),
+            },
+        )?;
+        let failovers = ConstCounter::new(self.0.failovers);
+        failovers.encode(encoder.encode_descriptor(
+            "sidekick_failovers",
+            "Times traffic moved on to a later site because every backend before it was down.",
+            None,
+            failovers.metric_type(),
+        )?)?;
+        let dropped = ConstCounter::new(TRACE_DROPPED.load(Relaxed));
+        dropped.encode(encoder.encode_descriptor(
+            "sidekick_trace_dropped",
+            "Trace lines dropped because the output could not keep up.",
+            None,
+            dropped.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_min_max() {
+        let l = Latency::default();
+        assert_eq!(l.min(), None);
+        assert_eq!(l.max(), None);
+        l.record(500_000); // 0.5 ms → first bucket
+        l.record(1_000_000); // on the bound → first bucket
+        l.record(3_000_000); // → 5 ms bucket
+        l.record(120_000_000_000); // → +Inf
+        let (sum, count, buckets) = l.histogram();
+        assert_eq!(count, 4);
+        assert_eq!(buckets[0], (0.001, 2));
+        assert_eq!(buckets[2], (0.005, 1));
+        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert!((sum - 120.0045).abs() < 1e-9, "{sum}");
+        assert_eq!(l.min(), Some(Duration::from_micros(500)));
+        assert_eq!(l.max(), Some(Duration::from_secs(120)));
+    }
+}

@@ -1,0 +1,186 @@
+//! `GET /.prometheus/metrics`: counters after a known workload, the output accepted
+//! by `promtool check metrics`, and the up gauge of a killed backend.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The value of the sample `name{endpoint="url",...}` in a scrape.
+fn sample(scrape: &str, name: &str, url: &str) -> Option<f64> {
+    let prefix = format!("{name}{{endpoint=\"{url}\",");
+    scrape
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn scrape(sk: &Sidekick) -> String {
+    let res = sk.get("/.prometheus/metrics");
+    assert_eq!(res.status, 200);
+    res.text()
+}
+
+/// `promtool check metrics` (Debian package `prometheus`; `.ci/run` installs it).
+fn promtool_check(text: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "promtool missing ({e}): apt-get install prometheus"
+            );
+            eprintln!("skipping promtool check: {e}");
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn counters_follow_the_workload_and_promtool_accepts_them() {
+    let backends: Vec<Backend> = (0..3).map(|i| Backend::start(&format!("m{i}"))).collect();
+    let urls: Vec<String> = backends.iter().map(Backend::url).collect();
+    let sk = Sidekick::start(&["--health-duration", "1s", &urls.join(",")]);
+    wait_for("all up", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        urls.iter()
+            .all(|u| sample(&s, "sidekick_up", u) == Some(1.0))
+    });
+
+    for i in 0..30 {
+        assert_eq!(sk.get(&format!("/obj/{i}")).status, 200);
+    }
+    let upload = request(sk.addr, "PUT", "/upload", &[], &[7u8; 1000]);
+    assert_eq!(upload.status, 200);
+
+    // A request leaves the in-flight count (and enters the duration histogram) when
+    // sidekick has finished with its body, which may be just after the client has it.
+    wait_for("requests finished", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        urls.iter().all(|u| {
+            sample(&s, "sidekick_in_flight_requests", u) == Some(0.0)
+                && sample(&s, "sidekick_request_duration_seconds_count", u)
+                    == sample(&s, "sidekick_requests_total", u)
+        })
+    });
+    let s = scrape(&sk);
+    let mut total = 0.0;
+    for (b, url) in backends.iter().zip(&urls) {
+        let calls = sample(&s, "sidekick_requests_total", url).unwrap();
+        assert_eq!(calls, b.hits() as f64, "{url}\n{s}");
+        total += calls;
+        assert_eq!(sample(&s, "sidekick_errors_total", url), Some(0.0));
+        assert_eq!(sample(&s, "sidekick_in_flight_requests", url), Some(0.0));
+        assert_eq!(sample(&s, "sidekick_health_error_counts", url), Some(0.0));
+        let count = sample(&s, "sidekick_request_duration_seconds_count", url).unwrap();
+        assert_eq!(count, calls, "{url}");
+    }
+    assert_eq!(total, 31.0);
+    let rx: f64 = urls
+        .iter()
+        .map(|u| sample(&s, "sidekick_rx_bytes_total", u).unwrap())
+        .sum();
+    assert_eq!(rx, 1000.0);
+    // Each GET answers the backend's name (2 bytes), the upload its length and hash.
+    let tx: f64 = urls
+        .iter()
+        .map(|u| sample(&s, "sidekick_tx_bytes_total", u).unwrap())
+        .sum();
+    assert_eq!(tx, 60.0 + upload.body.len() as f64);
+    assert!(
+        s.contains(&format!(
+            "sidekick_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{s}"
+    );
+    for name in [
+        "sidekick_failovers_total 0",
+        "sidekick_trace_dropped_total 0",
+        "# TYPE sidekick_request_duration_seconds histogram",
+        "# TYPE sidekick_downtime_seconds_total counter",
+        "# TYPE sidekick_retries_total counter",
+        "# TYPE sidekick_health_check_duration_seconds gauge",
+    ] {
+        assert!(s.contains(name), "{name} missing in\n{s}");
+    }
+    promtool_check(&s);
+
+    // Prometheus asks for OpenMetrics and gets it.
+    let om = request(
+        sk.addr,
+        "GET",
+        "/.prometheus/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0")],
+        b"",
+    );
+    assert!(om
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/openmetrics-text")));
+    assert!(om.text().ends_with("# EOF\n"), "{}", om.text());
+}
+
+#[test]
+fn a_killed_backend_reads_zero_on_the_up_gauge() {
+    let a = Backend::start("a");
+    let mut b = Backend::start("b");
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "1s",
+        &format!("{},{}", a.url(), b.url()),
+    ]);
+    wait_for("both up", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        sample(&s, "sidekick_up", &a.url()) == Some(1.0)
+            && sample(&s, "sidekick_up", &b.url()) == Some(1.0)
+    });
+    b.kill();
+    wait_for("b down", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        sample(&s, "sidekick_up", &b.url()) == Some(0.0)
+            && sample(&s, "sidekick_health_error_counts", &b.url()) >= Some(1.0)
+    });
+    let s = scrape(&sk);
+    assert_eq!(sample(&s, "sidekick_up", &a.url()), Some(1.0));
+    promtool_check(&s);
+}
+
+#[test]
+fn failovers_between_sites_are_counted() {
+    let mut first = Backend::start("s1");
+    let second = Backend::start("s2");
+    let sk = Sidekick::start(&["--health-duration", "1s", &first.url(), &second.url()]);
+    wait_for("both up", Duration::from_secs(20), || {
+        let s = scrape(&sk);
+        sample(&s, "sidekick_up", &first.url()) == Some(1.0)
+            && sample(&s, "sidekick_up", &second.url()) == Some(1.0)
+    });
+    first.kill();
+    wait_for("second site serves", Duration::from_secs(20), || {
+        scrape(&sk).contains("sidekick_failovers_total 1")
+    });
+    assert_eq!(sk.get("/x").text(), "s2");
+}
