@@ -334,7 +334,7 @@ fn respond(
             _ => out.body(NoBody::new()),
         };
     }
-    let relay = Relay { body: res, guard };
+    let relay = Relay::new(res, guard, length);
     match length {
         Some(n) => out.body(SizedStream::new(n, relay)),
         None => out.streaming(relay),

@@ -194,6 +194,9 @@ fn backend_dying_mid_body_cuts_the_client_connection() {
     let mut r = BufReader::new(stream);
     let result = read_response(&mut r, false);
     assert!(result.is_err(), "a cut body looked complete: {result:?}");
+    wait_for("failure counted", Duration::from_secs(10), || {
+        sk.log_contains("failed mid-response: body ended at 10 of 1000 bytes")
+    });
     // sidekick itself keeps serving.
     assert_eq!(sk.get("/ok").status, 200);
 }
