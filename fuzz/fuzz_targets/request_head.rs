@@ -9,8 +9,14 @@ use actix_http::ServiceConfig;
 use libfuzzer_sys::fuzz_target;
 use sidekick::validate::{check, Limits};
 
+thread_local! {
+    // actix's service config starts a date timer: it needs a runtime that lives on.
+    static RUNTIME: actix_rt::Runtime = actix_rt::Runtime::new().expect("runtime");
+    static CONFIG: ServiceConfig = RUNTIME.with(|rt| rt.block_on(async { ServiceConfig::default() }));
+}
+
 fuzz_target!(|data: &[u8]| {
-    let mut codec = Codec::new(ServiceConfig::default());
+    let mut codec = Codec::new(CONFIG.with(ServiceConfig::clone));
     let mut buf = bytes::BytesMut::from(data);
     let Ok(Some(Message::Item(req))) = codec.decode(&mut buf) else {
         return;
