@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import threading
 import time
 from pathlib import Path
@@ -651,9 +652,22 @@ def figure_small(ctx):
                 raise RuntimeError(f"{errors} errors in {r}")
             rps = r["requests"] / (r["duration_us"] / 1e6)
             record(ctx, "small_rps", proxy, rps)
+            if proxy.name.startswith("sidekick"):
+                ctx.metrics_seen[proxy.name] = scraped_requests(proxy)
             print(f"  small  run {run + 1} {proxy.name:17} {rps:12,.0f} req/s",
                   flush=True)
         measure(ctx, "small", proxy, one)
+
+
+def scraped_requests(proxy):
+    """sidekick_requests_total summed over backends: proves metrics were on."""
+    try:
+        with urllib.request.urlopen(proxy.url("/.prometheus/metrics"), timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("sidekick_requests_total{"))
 
 
 def figure_latency(ctx):
@@ -1042,6 +1056,11 @@ def report(ctx, args):
             f"backend 0's nginx is SIGKILLed at {cfg['kill_at']} s and "
             f"restarted at {cfg['restart_at']} s. direct targets backend 0, "
             "so it shows what clients see without a balancer.",
+            "- Metrics: sidekick's per-request counters are always on; after "
+            "each small-request run the harness scrapes `/.prometheus/metrics` "
+            "(sidekick_requests_total at the last scrape: "
+            + (", ".join(f"{k} {v:,.0f}" for k, v in sorted(ctx.metrics_seen.items())
+                         if v is not None) or "none") + ").",
             f"- Memory: {cfg['idle_conns']:,} client connections each make "
             "one keep-alive request and stay open; RSS is VmRSS summed over "
             "the proxy's processes (nginx: master + worker)."]
@@ -1105,6 +1124,7 @@ def main():
         ctx.cfg["runs"] = args.runs
     ctx.results, ctx.errors, ctx.skipped = {}, [], []
     ctx.warmed_up = False
+    ctx.metrics_seen = {}
     ctx.loadavg = Path("/proc/loadavg").read_text().split()[:3]
     names = list(args.only_list)
 
