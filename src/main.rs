@@ -15,6 +15,7 @@ mod relay;
 mod retry;
 mod server;
 mod signals;
+mod tls;
 mod validate;
 
 use std::process::ExitCode;

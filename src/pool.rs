@@ -119,6 +119,8 @@ pub struct Pool {
     eject_duration: Duration,
     /// The site serving traffic (None when all are down), to log failovers.
     active_site: Option<usize>,
+    /// TLS towards https backends, shared with the workers.
+    backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What every `HealthChecker` is started with.
@@ -164,11 +166,12 @@ impl Pool {
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
             active_site: None,
+            backend_tls: cfg.tls.client.clone(),
         }
     }
 
     fn start_checkers(&mut self, ctx: &mut Context<Self>) {
-        let client = crate::health::client(self.health.timeout);
+        let client = crate::health::client(self.health.timeout, self.backend_tls.clone());
         let pool = ctx.address().recipient();
         self.checkers = self
             .states

@@ -68,11 +68,16 @@ impl Worker {
     /// Pooled keep-alive connections, no redirects, no timeout on bodies, no
     /// decompression, no headers of its own.
     pub fn new(cfg: &Config) -> Self {
-        let connector = awc::Connector::new()
+        let mut connector = awc::Connector::new()
             .limit(0)
             .timeout(cfg.connect_timeout)
+            .handshake_timeout(cfg.connect_timeout)
             .conn_keep_alive(cfg.backend_idle_timeout)
             .conn_lifetime(Duration::from_secs(3600));
+        // One TLS config for the process: its session cache serves every worker.
+        if let Some(tls) = &cfg.tls.client {
+            connector = connector.rustls_0_23(tls.clone());
+        }
         let client = awc::Client::builder()
             .no_default_headers()
             .disable_redirects()
@@ -114,6 +119,9 @@ pub async fn handle(
 ) -> HttpResponse {
     if matches!(*req.method(), Method::GET | Method::HEAD) && req.path() == "/v1/health" {
         return crate::admin::health(&shared.view);
+    }
+    if matches!(*req.method(), Method::GET | Method::HEAD) && req.path() == "/v1/certificates" {
+        return crate::tls::certificates(&req);
     }
     let conn = req.conn_data::<ConnInfo>();
     if conn.is_some_and(ConnInfo::over_limit) {
