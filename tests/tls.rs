@@ -125,6 +125,27 @@ fn http_client_to_https_backend() {
 }
 
 #[test]
+fn backend_sessions_are_resumed() {
+    let dir = TempDir::new("resume");
+    let ca = Ca::new("backend CA");
+    std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    let backend = https_backend("r0", ca.issue(&["127.0.0.1"]).server_config());
+    let sk = Sidekick::start(&[
+        "--health-duration",
+        "1s",
+        "--cacert",
+        &dir.arg("ca.pem"),
+        &backend.url(),
+    ]);
+    wait_up(&sk);
+    // Each health check opens a new connection; the shared client config's session
+    // cache lets the next ones (and the workers' connections) resume.
+    wait_for("a resumed handshake", LIMIT, || {
+        backend.tls_handshakes().1 > 0
+    });
+}
+
+#[test]
 fn backend_with_unknown_ca_is_down_unless_insecure() {
     let stranger = Ca::new("nobody trusts me");
     let backend = https_backend("x", stranger.issue(&["127.0.0.1"]).server_config());

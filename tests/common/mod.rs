@@ -330,6 +330,9 @@ pub(crate) struct Shared {
     hang_health: AtomicBool,
     /// When set, readiness means "this address accepts connections".
     probe: Mutex<Option<SocketAddr>>,
+    /// TLS handshakes completed, and how many of them resumed a session.
+    tls_handshakes: AtomicUsize,
+    tls_resumed: AtomicUsize,
 }
 
 /// A small HTTP/1.1 server on loopback that can be killed and restarted on its port.
@@ -455,6 +458,14 @@ impl Backend {
     /// Requests to `/hold` currently waiting.
     pub fn held(&self) -> usize {
         self.shared.held.load(SeqCst)
+    }
+
+    /// TLS handshakes completed, and how many resumed an earlier session.
+    pub fn tls_handshakes(&self) -> (usize, usize) {
+        (
+            self.shared.tls_handshakes.load(SeqCst),
+            self.shared.tls_resumed.load(SeqCst),
+        )
     }
 
     pub fn release_held(&self) {

@@ -239,10 +239,19 @@ impl Conn for TlsConn {
 }
 
 /// Serves one accepted connection over TLS (called by `Backend` when it has a config).
-pub fn serve(conn: TcpStream, config: Arc<ServerConfig>, shared: &Shared, name: &str) {
-    let Ok(server) = ServerConnection::new(config) else {
+pub fn serve(mut conn: TcpStream, config: Arc<ServerConfig>, shared: &Shared, name: &str) {
+    let Ok(mut server) = ServerConnection::new(config) else {
         return;
     };
+    while server.is_handshaking() {
+        if server.complete_io(&mut conn).is_err() {
+            return;
+        }
+    }
+    shared.tls_handshakes.fetch_add(1, SeqCst);
+    if server.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+        shared.tls_resumed.fetch_add(1, SeqCst);
+    }
     let conn = TlsConn(Rc::new(RefCell::new(StreamOwned::new(server, conn))));
     super::serve_conn(conn.clone(), conn, shared, name);
 }
