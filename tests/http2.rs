@@ -116,6 +116,21 @@ fn get_head_and_range_over_http2() {
     ]);
     assert_eq!(text(&out), "2345\n206");
 
+    // Hop-by-hop headers of the backend never reach an HTTP/2 client (where they are
+    // forbidden); a chunked answer streams on as DATA frames.
+    let out = s.curl(&["-i", &s.url("/hop")]);
+    let hop = text(&out).to_ascii_lowercase();
+    assert!(hop.starts_with("http/2 200"), "{hop}");
+    assert!(
+        hop.contains("x-kept: yes") && hop.ends_with("\r\n\r\nok"),
+        "{hop}"
+    );
+    for gone in ["connection", "keep-alive", "upgrade", "x-secret"] {
+        assert!(!hop.contains(&format!("{gone}:")), "{gone} in {hop}");
+    }
+    let out = s.curl(&["-w", "\n%{http_version}", &s.url("/chunked")]);
+    assert_eq!(text(&out), "hello world\n2");
+
     // 204 with no body.
     let out = s.curl(&["-w", "%{http_code}", &s.url("/no-content")]);
     assert_eq!(text(&out), "204");
