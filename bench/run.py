@@ -31,6 +31,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -45,9 +46,9 @@ ROOT = BENCH.parent
 SIDEKICK = ROOT / "target" / "release" / "sidekick"
 
 PROXIES = ["direct", "sidekick", "sidekick-default", "nginx", "haproxy"]
-FIGURES = ["small", "latency", "large", "memory", "failover"]
-APT_PACKAGES = ["nginx-light", "haproxy", "wrk", "curl"]
-TOOLS = ["nginx", "haproxy", "wrk", "curl", "taskset"]
+FIGURES = ["small", "latency", "large", "memory", "failover", "tls"]
+APT_PACKAGES = ["nginx-light", "haproxy", "wrk", "curl", "openssl"]
+TOOLS = ["nginx", "haproxy", "wrk", "curl", "taskset", "openssl"]
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -170,9 +171,15 @@ def free_port(taken=set()):  # taken: ports already handed out this run
             return port
 
 
-def http_status(port, path, timeout=1.0):
+def http_status(port, path, timeout=1.0, tls=False):
     try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        if tls:
+            # The bench's own self-signed certificate: not verified.
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", port, timeout=timeout,
+                context=ssl._create_unverified_context())
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         conn.request("GET", path)
         resp = conn.getresponse()
         resp.read()
@@ -182,10 +189,10 @@ def http_status(port, path, timeout=1.0):
         return None
 
 
-def wait_http(port, path, proc=None, timeout=30.0):
+def wait_http(port, path, proc=None, timeout=30.0, tls=False):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if http_status(port, path) == 200:
+        if http_status(port, path, tls=tls) == 200:
             return
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode}; "
@@ -429,8 +436,10 @@ class Proxy:
     """One proxy under test in front of a set of backend ports. "direct"
     has no process: its URL is the first backend's."""
 
-    def __init__(self, ctx, name, backend_ports, suffix=""):
+    def __init__(self, ctx, name, backend_ports, suffix="", tls=False):
         self.ctx = ctx
+        # Terminates TLS with the run's certificate (figure 6).
+        self.tls = tls
         self.name = name
         self.instance = name + suffix
         self.backend_ports = backend_ports
@@ -439,7 +448,8 @@ class Proxy:
         self.proc = None
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def command(self):
         d, name = self.ctx.dir, self.instance
@@ -452,6 +462,8 @@ class Proxy:
                     "--health-duration", "1s", "--quiet"]
             if self.name == "sidekick":
                 argv += ["--workers", "1"]
+            if self.tls:
+                argv += ["--cert", str(d / "cert.pem"), "--key", str(d / "key.pem")]
             return argv + [site]
         if self.name == "nginx":
             servers = "\n".join(f"        server 127.0.0.1:{p};"
@@ -465,8 +477,11 @@ class Proxy:
             servers = "\n".join(f"    server b{i} 127.0.0.1:{p}"
                                 for i, p in enumerate(self.backend_ports))
             conf = d / f"{name}.cfg"
+            bind = f"127.0.0.1:{self.port}"
+            if self.tls:
+                bind += f" ssl crt {d / 'combined.pem'} alpn http/1.1"
             conf.write_text(render("haproxy.cfg.tmpl", dir=d, name=name,
-                                   port=self.port, servers=servers))
+                                   bind=bind, servers=servers))
             return ["haproxy", "-db", "-f", str(conf)]
         raise ValueError(self.name)
 
@@ -482,7 +497,7 @@ class Proxy:
         # backend's health check answers through them.
         path = "/v1/health" if self.name.startswith("sidekick") \
             else "/health/ready"
-        wait_http(self.port, path, self.proc)
+        wait_http(self.port, path, self.proc, tls=self.tls)
 
     def stop(self):
         if self.proc is not None:
@@ -778,6 +793,45 @@ def figure_large(ctx):
             sinks.stop()
 
 
+def make_certificate(d):
+    """One ECDSA P-256 certificate for every TLS terminator (figure 6)."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-keyout", str(d / "key.pem"),
+                    "-out", str(d / "cert.pem")], check=True,
+                   capture_output=True)
+    (d / "combined.pem").write_text((d / "cert.pem").read_text()
+                                    + (d / "key.pem").read_text())
+
+
+def figure_tls(ctx):
+    """6. HTTPS termination: keep-alive GET /small over TLS 1.3 with the same
+    certificate, req/s, sidekick (--workers 1) against HAProxy."""
+    make_certificate(ctx.dir)
+    seconds = ctx.cfg["small_s"]
+    names = [n for n in ("sidekick", "haproxy") if n in ctx.proxies]
+    proxies = {n: Proxy(ctx, n, ctx.proxies[n].backend_ports, suffix="-tls",
+                        tls=True) for n in names}
+    try:
+        for proxy in proxies.values():
+            proxy.start()
+        for run in range(ctx.cfg["runs"]):
+            for proxy in proxies.values():
+                def one():
+                    r = wrk(ctx, proxy.url("/small"), seconds)
+                    errors = wrk_failures(r)
+                    if errors:
+                        raise RuntimeError(f"{errors} errors in {r}")
+                    rps = r["requests"] / (r["duration_us"] / 1e6)
+                    record(ctx, "tls_rps", proxy, rps)
+                    print(f"  tls    run {run + 1} {proxy.name:17} "
+                          f"{rps:12,.0f} req/s", flush=True)
+                measure(ctx, "tls", proxy, one)
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
+
+
 def figure_memory(ctx):
     """4. RSS of a freshly started proxy, idle and with idle client
     connections open. (The peak is taken during figure 3.)"""
@@ -848,6 +902,7 @@ FIGURE_FUNCTIONS = {
     "large": figure_large,
     "memory": figure_memory,
     "failover": figure_failover,
+    "tls": figure_tls,
 }
 
 
@@ -882,6 +937,11 @@ SECTIONS = [
         ("rss_conns_mib", "RSS with 1,000 idle keep-alive client connections "
          "(MiB)", "{:.1f}", True),
         ("rss_peak_mib", "Peak RSS (VmHWM) during figure 3 (MiB)", "{:.1f}",
+         True),
+    ]),
+    ("6. HTTPS", [
+        ("tls_rps", "Keep-alive GET /small over TLS 1.3, same ECDSA "
+         "certificate, `wrk -t1 -c64` (req/s, higher is better)", "{:,.0f}",
          True),
     ]),
     ("5. Failover", [

@@ -10,12 +10,13 @@ use crate::pool::{Pool, SharedView, Snapshot};
 
 pub const HEALTH_PATH: &str = "/v1/health";
 pub const METRICS_PATH: &str = "/.prometheus/metrics";
+pub const CERTIFICATES_PATH: &str = "/v1/certificates";
 
 /// True for the requests sidekick answers itself rather than proxies.
 pub fn is_own(req: &HttpRequest) -> bool {
     let method = req.method();
     match req.path() {
-        HEALTH_PATH => method == Method::GET || method == Method::HEAD,
+        HEALTH_PATH | CERTIFICATES_PATH => method == Method::GET || method == Method::HEAD,
         METRICS_PATH => method == Method::GET,
         _ => false,
     }
@@ -32,6 +33,7 @@ pub async fn route(
     }
     Some(match req.path() {
         METRICS_PATH => metrics(req, pool).await,
+        CERTIFICATES_PATH => crate::tls::certificates(req),
         _ => health(view),
     })
 }

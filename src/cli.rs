@@ -182,6 +182,9 @@ struct Cli {
     #[arg(short = 'v', long, action = ArgAction::Version)]
     version: Option<bool>,
 
+    #[command(flatten)]
+    tls: crate::tls::TlsFlags,
+
     /// Sites in failover order; each a comma-separated list of endpoints
     #[arg(value_name = "SITE")]
     sites: Vec<String>,
@@ -237,6 +240,7 @@ pub struct Config {
     pub max_header_size: u64,
     pub max_headers: u16,
     pub max_conns: u32,
+    pub tls: crate::tls::Tls,
     pub check: bool,
     pub trace: crate::trace::Args,
 }
@@ -374,6 +378,8 @@ impl Cli {
     fn validate(self) -> Result<Config, String> {
         let listen = parse_listen(&self.address)?;
         let sites = parse_sites(&self.sites).map_err(|e| format!("error: {e}"))?;
+        let https = sites.iter().flatten().any(Endpoint::is_https);
+        let tls = crate::tls::load(self.tls, self.insecure, https)?;
         let health_path = with_slash(&self.health_path);
         let read_health_path = self
             .read_health_path
@@ -416,6 +422,7 @@ impl Cli {
             max_header_size: self.max_header_size,
             max_headers: self.max_headers,
             max_conns: self.max_conns,
+            tls,
             check: self.check,
             trace: self.trace,
         })

@@ -20,8 +20,7 @@ pub struct ConnInfo {
 impl ConnInfo {
     pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize) -> Self {
         let before = open.fetch_add(1, Relaxed);
-        let peer = conn
-            .downcast_ref::<actix_web::rt::net::TcpStream>()
+        let peer = crate::tls::tcp_stream(conn)
             .and_then(|s| s.peer_addr().ok())
             .and_then(|a| peer_value(a.ip()));
         ConnInfo {

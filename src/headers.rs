@@ -5,7 +5,7 @@ use actix_web::http::header::{
     HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER,
     TRANSFER_ENCODING, UPGRADE,
 };
-use actix_web::http::StatusCode;
+use actix_web::http::{StatusCode, Uri};
 use actix_web::HttpResponseBuilder;
 use bytes::BytesMut;
 
@@ -41,6 +41,22 @@ pub fn to_backend(
     }
     if let Some(host) = headers.get(HOST) {
         out.insert(X_FORWARDED_HOST.clone(), host.clone());
+    }
+    Some(())
+}
+
+/// HTTP/2 requests name their host in `:authority`, which actix keeps in the URI; the
+/// backend (HTTP/1.1) gets it as `Host`, the header S3 clients sign, and as
+/// `X-Forwarded-Host`. Nothing changes when the client sent a Host header itself.
+/// `None` when the authority is not a valid header value.
+pub fn host_from_authority(uri: &Uri, out: &mut HeaderMap) -> Option<()> {
+    if out.contains_key(HOST) {
+        return Some(());
+    }
+    if let Some(authority) = uri.authority() {
+        let host = HeaderValue::from_str(authority.as_str()).ok()?;
+        out.insert(X_FORWARDED_HOST.clone(), host.clone());
+        out.insert(HOST, host);
     }
     Some(())
 }
@@ -138,6 +154,14 @@ mod tests {
         assert_eq!(out.get(&X_REAL_IP).unwrap(), "10.0.0.1");
         assert_eq!(out.get(&X_FORWARDED_HOST).unwrap(), "s3:9000");
         assert!(out.get("x-a").is_none() && out.get(CONNECTION).is_none());
+        let mut alone = HeaderMap::new();
+        let uri: Uri = "https://s3.example:9000/b/k".parse().unwrap();
+        host_from_authority(&uri, &mut alone).unwrap();
+        assert_eq!(alone.get(HOST).unwrap(), "s3.example:9000");
+        assert_eq!(alone.get(&X_FORWARDED_HOST).unwrap(), "s3.example:9000");
+        // A Host the client sent stays.
+        host_from_authority(&"https://x/".parse().unwrap(), &mut out).unwrap();
+        assert_eq!(out.get(HOST).unwrap(), "s3:9000");
         let mut alone = HeaderMap::new();
         to_backend(&HeaderMap::new(), Some(&ip), &mut alone).unwrap();
         assert_eq!(alone.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1");

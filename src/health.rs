@@ -13,13 +13,20 @@ use crate::pool::{HealthReport, HealthSettings};
 
 /// The client all checkers share (they run on one thread). Each check uses a fresh
 /// connection, so a stale pooled socket can never fail a check and every check
-/// resolves the host name again.
-pub fn client(timeout: Duration) -> awc::Client {
+/// resolves the host name again. https backends are checked with the same TLS
+/// settings as requests; a failed handshake fails the check with its reason.
+pub fn client(timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
+    let mut connector = awc::Connector::new()
+        .timeout(timeout)
+        .handshake_timeout(timeout);
+    if let Some(tls) = tls {
+        connector = connector.rustls_0_23(tls);
+    }
     awc::Client::builder()
         .no_default_headers()
         .disable_redirects()
         .timeout(timeout)
-        .connector(awc::Connector::new().timeout(timeout))
+        .connector(connector)
         .finish()
 }
 

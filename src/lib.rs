@@ -20,5 +20,6 @@ mod relay;
 mod retry;
 pub mod server;
 mod signals;
+pub mod tls;
 pub mod trace;
 pub mod validate;

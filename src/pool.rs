@@ -165,6 +165,8 @@ pub struct Pool {
     /// The last site that served, and how often traffic moved on to a later site.
     last_serving: Option<usize>,
     failovers: u64,
+    /// TLS towards https backends, shared with the workers.
+    backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// What every `HealthChecker` is started with.
@@ -209,6 +211,7 @@ impl Pool {
             active_site: None,
             last_serving: None,
             failovers: 0,
+            backend_tls: cfg.tls.client.clone(),
         };
         for t in 0..pool.targets.len() {
             let target = &pool.targets[t];
@@ -244,10 +247,10 @@ impl Pool {
 
     /// (Re)starts the checker of one backend; its first check runs at once.
     fn start_checker(&mut self, id: usize, ctx: &mut Context<Self>) {
-        let timeout = self.health.timeout;
+        let (timeout, tls) = (self.health.timeout, self.backend_tls.clone());
         let client = self
             .health_client
-            .get_or_insert_with(|| crate::health::client(timeout))
+            .get_or_insert_with(|| crate::health::client(timeout, tls))
             .clone();
         let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
             return;

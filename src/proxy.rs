@@ -10,7 +10,7 @@ use actix_web::body::{None as NoBody, SizedStream};
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
-use actix_web::http::{uri, Method, StatusCode, Uri};
+use actix_web::http::{uri, Method, StatusCode, Uri, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use bytes::{Bytes, BytesMut};
@@ -71,11 +71,16 @@ impl Worker {
     /// Pooled keep-alive connections, no redirects, no timeout on bodies, no
     /// decompression, no headers of its own.
     pub fn new(cfg: &Config) -> Self {
-        let connector = awc::Connector::new()
+        let mut connector = awc::Connector::new()
             .limit(0)
             .timeout(cfg.connect_timeout)
+            .handshake_timeout(cfg.connect_timeout)
             .conn_keep_alive(cfg.backend_idle_timeout)
             .conn_lifetime(Duration::from_secs(3600));
+        // One TLS config for the process: its session cache serves every worker.
+        if let Some(tls) = &cfg.tls.client {
+            connector = connector.rustls_0_23(tls.clone());
+        }
         let client = awc::Client::builder()
             .no_default_headers()
             .disable_redirects()
@@ -176,12 +181,16 @@ pub async fn handle(
 }
 
 /// Reads a body of at most `limit` bytes whole, so that it can be sent again.
+/// HTTP/2 frames bodies itself: without a Content-Length, the body is whatever DATA
+/// frames come (none for most GETs), sent on chunked when there is any.
 async fn read_ahead(
     headers: &HeaderMap,
     mut payload: Payload,
     limit: u64,
 ) -> Result<Body, PayloadError> {
-    if headers.contains_key(TRANSFER_ENCODING) {
+    let h2 = matches!(payload, Payload::H2 { .. });
+    let h2_unsized = h2 && !headers.contains_key(CONTENT_LENGTH);
+    if headers.contains_key(TRANSFER_ENCODING) || h2_unsized {
         let mut chunks = Vec::new();
         let mut size = 0u64;
         while size <= limit {
@@ -191,6 +200,7 @@ async fn read_ahead(
                     size += chunk.len() as u64;
                     chunks.push(Ok(chunk));
                 }
+                None if h2_unsized && size == 0 => return Ok(Body::None),
                 None => {
                     let mut bytes = BytesMut::with_capacity(size as usize);
                     for chunk in chunks.into_iter().flatten() {
@@ -246,6 +256,9 @@ fn build(
     // Sized once: growing the map header by header costs several reallocations.
     *request.headers_mut() = HeaderMap::with_capacity(req.headers().len() + 3);
     headers::to_backend(req.headers(), peer, request.headers_mut())?;
+    if req.version() == Version::HTTP_2 {
+        headers::host_from_authority(req.uri(), request.headers_mut())?;
+    }
     Some(request)
 }
 

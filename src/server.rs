@@ -23,12 +23,8 @@ const DRAIN: u64 = 30;
 
 pub async fn run(cfg: Config) -> std::io::Result<()> {
     let listeners = listen(&cfg.listen)?;
-    if cfg.sites.iter().flatten().any(|ep| ep.is_https()) {
-        log::error!("https endpoints need TLS support, which this build lacks: they stay down");
-        if cfg.insecure {
-            log::warn!("--insecure: certificates of https backends will not be verified");
-        }
-    }
+    let tls = crate::tls::Serving::start(&cfg)?;
+    let certificates = tls.certificates();
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
     let pool = Pool::new(&cfg, view.clone()).start();
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
@@ -40,6 +36,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         App::new()
             .wrap(Condition::new(traced, from_fn(crate::trace::middleware)))
             .app_data(shared.clone())
+            .app_data(certificates.clone())
             .app_data(web::Data::new(Worker::new(&worker_cfg)))
             .default_service(web::to(proxy::handle))
     })
@@ -52,7 +49,10 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     .keep_alive(cfg.keepalive_timeout)
     .client_request_timeout(cfg.client_header_timeout);
     for listener in listeners {
-        server = server.listen(listener)?;
+        server = match tls.config() {
+            Some(config) => server.listen_rustls_0_23(listener, config.clone())?,
+            None => server.listen(listener)?,
+        };
     }
     if !cfg.quiet {
         for addr in server.addrs() {

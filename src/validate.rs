@@ -36,15 +36,20 @@ pub fn check(head: &RequestHead, limits: Limits) -> Result<(), ProxyError> {
     if head.version == Version::HTTP_11 && host.is_none() {
         return Err(ProxyError::BadRequest);
     }
-    // Absolute form must name the host the request is for.
+    // Absolute form must name the host the request is for. HTTP/2 carries the host as
+    // `:authority` (in the URI) and usually no Host header; when both are sent they
+    // must agree.
+    let h2 = head.version == Version::HTTP_2;
     if let Some(authority) = head.uri.authority() {
-        let same = host.is_some_and(|h| {
+        let same = host.map_or(h2, |h| {
             h.as_bytes()
                 .eq_ignore_ascii_case(authority.as_str().as_bytes())
         });
         if !same {
             return Err(ProxyError::BadRequest);
         }
+    } else if h2 && host.is_none() {
+        return Err(ProxyError::BadRequest);
     }
     if let Some(te) = headers.get(TRANSFER_ENCODING) {
         // Only plain chunked on HTTP/1.1, never together with a length: anything else
@@ -64,4 +69,33 @@ pub fn check(head: &RequestHead, limits: Limits) -> Result<(), ProxyError> {
         return Err(ProxyError::NotImplemented);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_size: 65536,
+        max_headers: 96,
+    };
+
+    fn h2(uri: &str, host: Option<&str>) -> Result<(), ProxyError> {
+        let mut req = TestRequest::default().version(Version::HTTP_2).uri(uri);
+        if let Some(host) = host {
+            req = req.insert_header((HOST, host));
+        }
+        check(req.to_http_request().head(), LIMITS)
+    }
+
+    #[test]
+    fn http2_names_its_host_in_the_authority() {
+        assert!(h2("https://s3.example:9000/b/k", None).is_ok());
+        assert!(h2("https://s3.example:9000/b/k", Some("S3.example:9000")).is_ok());
+        assert!(h2("https://s3.example:9000/b/k", Some("other.example")).is_err());
+        assert!(h2("/b/k", Some("s3.example")).is_ok());
+        assert!(h2("/b/k", None).is_err());
+    }
 }

@@ -2,6 +2,8 @@
 //! what reaches them, and a raw client that sees exactly what sidekick sends back.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -335,7 +337,7 @@ impl Seen {
 }
 
 #[derive(Default)]
-struct Shared {
+pub(crate) struct Shared {
     healthy: AtomicBool,
     hits: AtomicUsize,
     health_checks: AtomicUsize,
@@ -349,6 +351,9 @@ struct Shared {
     hang_health: AtomicBool,
     /// When set, readiness means "this address accepts connections".
     probe: Mutex<Option<SocketAddr>>,
+    /// TLS handshakes completed, and how many of them resumed a session.
+    tls_handshakes: AtomicUsize,
+    tls_resumed: AtomicUsize,
 }
 
 /// A small HTTP/1.1 server on loopback that can be killed and restarted on its port.
@@ -357,6 +362,8 @@ pub struct Backend {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     stop: Option<Arc<AtomicBool>>,
+    /// Serves HTTPS with this config.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Backend {
@@ -365,6 +372,15 @@ impl Backend {
     }
 
     pub fn start_on(name: &str, addr: SocketAddr) -> Backend {
+        Self::start_with(name, addr, None)
+    }
+
+    /// An HTTPS backend on a free port, presenting what `config` says.
+    pub fn start_tls(name: &str, config: Arc<rustls::ServerConfig>) -> Backend {
+        Self::start_with(name, "127.0.0.1:0".parse().unwrap(), Some(config))
+    }
+
+    fn start_with(name: &str, addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
         let shared = Arc::new(Shared::default());
         shared.healthy.store(true, SeqCst);
         let mut b = Backend {
@@ -372,13 +388,15 @@ impl Backend {
             addr,
             shared,
             stop: None,
+            tls,
         };
         b.restart();
         b
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// (Re)binds the port and serves until `kill`.
@@ -389,6 +407,7 @@ impl Backend {
         self.stop = Some(stop.clone());
         let shared = self.shared.clone();
         let name = self.name.clone();
+        let tls = self.tls.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop.load(SeqCst) {
@@ -399,7 +418,13 @@ impl Backend {
                     shared.conns.lock().unwrap().push(c);
                 }
                 let (shared, name) = (shared.clone(), name.clone());
-                thread::spawn(move || serve(conn, &shared, &name));
+                match &tls {
+                    Some(config) => {
+                        let config = config.clone();
+                        thread::spawn(move || tls::serve(conn, config, &shared, &name))
+                    }
+                    None => thread::spawn(move || serve(conn, &shared, &name)),
+                };
             }
         });
     }
@@ -456,6 +481,14 @@ impl Backend {
         self.shared.held.load(SeqCst)
     }
 
+    /// TLS handshakes completed, and how many resumed an earlier session.
+    pub fn tls_handshakes(&self) -> (usize, usize) {
+        (
+            self.shared.tls_handshakes.load(SeqCst),
+            self.shared.tls_resumed.load(SeqCst),
+        )
+    }
+
     pub fn release_held(&self) {
         let (lock, cv) = &self.shared.release;
         *lock.lock().unwrap() = true;
@@ -471,10 +504,21 @@ impl Drop for Backend {
 }
 
 /// Sends what is buffered, then drops the connection like a crashing server.
-fn die(w: &mut std::io::BufWriter<TcpStream>) -> std::io::Result<()> {
+fn die<S: Conn>(w: &mut std::io::BufWriter<S>) -> std::io::Result<()> {
     w.flush()?;
-    let _ = w.get_ref().shutdown(Shutdown::Both);
+    w.get_ref().cut();
     Err(std::io::ErrorKind::ConnectionAborted.into())
+}
+
+/// A backend connection, plain or TLS: read and written, and cut like a crash.
+pub trait Conn: Read + Write {
+    fn cut(&self);
+}
+
+impl Conn for TcpStream {
+    fn cut(&self) {
+        let _ = self.shutdown(Shutdown::Both);
+    }
 }
 
 fn serve(conn: TcpStream, shared: &Shared, name: &str) {
@@ -482,15 +526,20 @@ fn serve(conn: TcpStream, shared: &Shared, name: &str) {
         Ok(w) => w,
         Err(_) => return,
     };
+    serve_conn(conn, w, shared, name);
+}
+
+/// Serves requests until the connection ends; `r` and `w` are two handles on it.
+pub(crate) fn serve_conn<S: Conn>(r: S, w: S, shared: &Shared, name: &str) {
     // Buffered so that a small response leaves in one write, as real servers do.
     let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
-    let mut r = BufReader::with_capacity(1 << 16, conn);
+    let mut r = BufReader::with_capacity(1 << 16, r);
     while serve_one(&mut r, &mut w, shared, name).is_ok() && w.flush().is_ok() {}
 }
 
-fn serve_one(
-    r: &mut BufReader<TcpStream>,
-    w: &mut std::io::BufWriter<TcpStream>,
+fn serve_one<S: Conn>(
+    r: &mut BufReader<S>,
+    w: &mut std::io::BufWriter<S>,
     shared: &Shared,
     name: &str,
 ) -> std::io::Result<()> {
