@@ -1,6 +1,7 @@
 //! One backend server: its identity, the atomics the hot path updates, and the
 //! in-flight guard that keeps them right however a request ends.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -17,9 +18,9 @@ pub struct Backend {
     /// `Display` of the endpoint, computed once for logs.
     pub name: String,
     pub health_url: String,
-    /// `Host` for health checks when the endpoint is one address of a name
-    /// (`--rr-dns-mode`): the name, not the address.
-    pub host_header: Option<String>,
+    /// The one address to connect to when the endpoint is one address of a name
+    /// (`--rr-dns-mode`); requests, SNI and certificate checks keep using the name.
+    pub address: Option<IpAddr>,
     pub stats: BackendStats,
 }
 
@@ -58,27 +59,27 @@ impl Backend {
             name: endpoint.to_string(),
             endpoint,
             health_url,
-            host_header: None,
+            address: None,
             stats: BackendStats::default(),
         }
     }
 
     /// One address of an endpoint's name (`--rr-dns-mode`): connects to `address`,
-    /// named and checked as the endpoint.
+    /// named, requested and checked as the endpoint.
     pub fn resolved(
         id: usize,
         site: usize,
         origin: &Endpoint,
-        address: Endpoint,
+        address: IpAddr,
         health_url: String,
     ) -> Self {
         Backend {
             id,
             site,
-            name: format!("{origin} ({})", address.host),
-            endpoint: address,
+            name: format!("{origin} ({address})"),
+            endpoint: origin.clone(),
             health_url,
-            host_header: Some(origin.authority.to_string()),
+            address: Some(address),
             stats: BackendStats::default(),
         }
     }

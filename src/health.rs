@@ -1,6 +1,7 @@
 //! `HealthChecker` actor: one per endpoint, checks its readiness path on a jittered
 //! interval and reports each result to the Pool; it never touches shared state.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +16,13 @@ use crate::pool::{HealthReport, HealthSettings};
 /// connection, so a stale pooled socket can never fail a check and every check
 /// resolves the host name again. https backends are checked with the same TLS
 /// settings as requests; a failed handshake fails the check with its reason.
-pub fn client(timeout: Duration, tls: Option<Arc<rustls::ClientConfig>>) -> awc::Client {
+pub fn client(
+    timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    address: Option<IpAddr>,
+) -> awc::Client {
     let mut connector = awc::Connector::new()
+        .connector(crate::dns::connector(address))
         .timeout(timeout)
         .handshake_timeout(timeout);
     if let Some(tls) = tls {
@@ -74,17 +80,12 @@ impl HealthChecker {
             ctx.run_later(self.next_delay(), |act, ctx| act.check(ctx));
             return;
         }
-        let host = self.backend.host_header.as_deref();
         let request = self.url.clone().map(|url| {
-            let mut request = self
-                .client
+            self.client
                 .get(url)
                 .timeout(self.settings.timeout)
-                .force_close();
-            if let Some(host) = host {
-                request = request.insert_header((actix_web::http::header::HOST, host));
-            }
-            request.send()
+                .force_close()
+                .send()
         });
         let started = Instant::now();
         let trace = crate::trace::health_check(&self.backend.name, &self.url);

@@ -248,10 +248,14 @@ impl Pool {
     /// (Re)starts the checker of one backend; its first check runs at once.
     fn start_checker(&mut self, id: usize, ctx: &mut Context<Self>) {
         let (timeout, tls) = (self.health.timeout, self.backend_tls.clone());
-        let client = self
-            .health_client
-            .get_or_insert_with(|| crate::health::client(timeout, tls))
-            .clone();
+        // A backend pinned to one address of a name needs a client of its own.
+        let client = match self.states.get(id).and_then(|s| s.backend.address) {
+            Some(address) => crate::health::client(timeout, tls, Some(address)),
+            None => self
+                .health_client
+                .get_or_insert_with(|| crate::health::client(timeout, tls, None))
+                .clone(),
+        };
         let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
             return;
         };
@@ -302,7 +306,7 @@ impl Pool {
             .iter()
             .enumerate()
             .filter(|(_, s)| s.target == t && !s.retired)
-            .filter_map(|(id, s)| Some((id, s.backend.endpoint.host.parse().ok()?)))
+            .filter_map(|(id, s)| Some((id, s.backend.address?)))
             .collect();
         let (site, origin, path) = (
             target.site,
@@ -314,13 +318,10 @@ impl Pool {
             .iter()
             .filter(|ip| !current.iter().any(|(_, c)| c == *ip))
         {
-            let Some(address) = origin.at(*ip) else {
-                continue;
-            };
-            let health = address.health_url(self.health_port, &path);
+            let health = origin.health_url(self.health_port, &path);
             let id = self.states.len();
             info!("{origin} resolves to {ip}");
-            self.add(t, Backend::resolved(id, site, &origin, address, health));
+            self.add(t, Backend::resolved(id, site, &origin, *ip, health));
             self.start_checker(id, ctx);
             changed = true;
         }

@@ -1,6 +1,9 @@
 //! The catch-all forwarding handler: refuse what must not pass, pick a backend from
 //! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,13 +68,27 @@ impl Shared {
 pub struct Worker {
     client: awc::Client,
     budget: retry::Budget,
+    /// Clients of backends pinned to one address of a name (`--rr-dns-mode`), made
+    /// on first use; each keeps its own connection pool.
+    pinned: RefCell<HashMap<usize, awc::Client>>,
+    cfg: Config,
 }
 
 impl Worker {
     /// Pooled keep-alive connections, no redirects, no timeout on bodies, no
     /// decompression, no headers of its own.
     pub fn new(cfg: &Config) -> Self {
+        Worker {
+            client: Self::client(cfg, None),
+            budget: retry::Budget::new(cfg.retry_budget),
+            pinned: RefCell::new(HashMap::new()),
+            cfg: cfg.clone(),
+        }
+    }
+
+    fn client(cfg: &Config, address: Option<IpAddr>) -> awc::Client {
         let mut connector = awc::Connector::new()
+            .connector(crate::dns::connector(address))
             .limit(0)
             .timeout(cfg.connect_timeout)
             .handshake_timeout(cfg.connect_timeout)
@@ -81,16 +98,24 @@ impl Worker {
         if let Some(tls) = &cfg.tls.client {
             connector = connector.rustls_0_23(tls.clone());
         }
-        let client = awc::Client::builder()
+        awc::Client::builder()
             .no_default_headers()
             .disable_redirects()
             .disable_timeout()
             .connector(connector)
-            .finish();
-        Worker {
-            client,
-            budget: retry::Budget::new(cfg.retry_budget),
-        }
+            .finish()
+    }
+
+    /// The client that reaches `backend`.
+    fn client_for(&self, backend: &Backend) -> awc::Client {
+        let Some(address) = backend.address else {
+            return self.client.clone();
+        };
+        let mut pinned = self.pinned.borrow_mut();
+        pinned
+            .entry(backend.id)
+            .or_insert_with(|| Self::client(&self.cfg, Some(address)))
+            .clone()
     }
 }
 
@@ -147,7 +172,8 @@ pub async fn handle(
         };
         let guard = InFlight::new(backend);
         crate::trace::attempt(&req, guard.backend());
-        let Some(request) = build(&worker.client, &req, guard.backend(), path.clone()) else {
+        let client = worker.client_for(guard.backend());
+        let Some(request) = build(&client, &req, guard.backend(), path.clone()) else {
             return ProxyError::BadRequest.response(path.path());
         };
         let error = match send(request, &mut body, &shared, guard.backend()).await {

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::tls::{Ca, TempDir};
 use common::*;
 
 const LONG: Duration = Duration::from_secs(20);
@@ -73,4 +74,52 @@ fn each_address_of_a_name_is_balanced_and_checked_on_its_own() {
     });
     wait_for("logged", LONG, || sk.log_contains("(127.0.0.3) is gone"));
     let _ = std::fs::remove_file(&hosts);
+}
+
+#[test]
+fn https_addresses_of_a_name_are_verified_against_the_name() {
+    // The certificate names rr.test only: a handshake that used the address for SNI
+    // or verification would fail and leave both backends down.
+    let dir = TempDir::new("rr-tls");
+    let ca = Ca::new("rr CA");
+    std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    let config = ca.issue(&["rr.test"]).server_config();
+    let a = Backend::start_tls_on("a", "127.0.0.2:0".parse().unwrap(), config.clone());
+    let port = a.addr.port();
+    let b = Backend::start_tls_on("b", format!("127.0.0.3:{port}").parse().unwrap(), config);
+    let hosts = dir.join("hosts");
+    std::fs::write(
+        &hosts,
+        "127.0.0.1 localhost\n127.0.0.2 rr.test\n127.0.0.3 rr.test\n",
+    )
+    .unwrap();
+    let sk = Sidekick::start_with_hosts(
+        &hosts,
+        &[
+            "--rr-dns-mode",
+            "--cacert",
+            &dir.arg("ca.pem"),
+            "--health-duration",
+            "200ms",
+            &format!("https://rr.test:{port}"),
+        ],
+    );
+    wait_for("both addresses up", LONG, || {
+        sk.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(" is up"))
+            .count()
+            == 2
+    });
+    for _ in 0..40 {
+        assert_eq!(sk.get("/x").status, 200);
+    }
+    assert!(
+        a.hits() >= 10 && b.hits() >= 10,
+        "a {} b {}",
+        a.hits(),
+        b.hits()
+    );
 }

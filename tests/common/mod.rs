@@ -380,6 +380,15 @@ impl Backend {
         Self::start_with(name, "127.0.0.1:0".parse().unwrap(), Some(config))
     }
 
+    /// An HTTPS backend on `addr`.
+    pub fn start_tls_on(
+        name: &str,
+        addr: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Backend {
+        Self::start_with(name, addr, Some(config))
+    }
+
     fn start_with(name: &str, addr: SocketAddr, tls: Option<Arc<rustls::ServerConfig>>) -> Backend {
         let shared = Arc::new(Shared::default());
         shared.healthy.store(true, SeqCst);
