@@ -30,15 +30,7 @@ fn spread(policy: &str) {
         b.iter().all(|b| b.health_checks() > 0) && sk.health() == 200
     });
     // Let every first check land in the pool before counting.
-    wait_for("four up in the log", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 4
-    });
+    sk.wait_up(4);
     for _ in 0..400 {
         assert_eq!(sk.get("/obj").status, 200);
     }
@@ -67,15 +59,7 @@ fn random_spreads_over_all_backends() {
 fn failing_health_check_removes_then_restores_a_backend() {
     let b = backends("h", 2);
     let sk = Sidekick::start(&["--health-duration", "200ms", &site(&b)]);
-    wait_for("both up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     b[0].set_healthy(false);
     wait_for("h0 down", LONG, || {
         sk.log_contains(&format!("{} is down", b[0].url()))
@@ -101,15 +85,7 @@ fn killed_backend_is_marked_down_at_first_refusal_and_returns_after_restart() {
     let mut b = backends("k", 2);
     // A long interval: only a failed request can mark the backend down quickly.
     let sk = Sidekick::start(&["--health-duration", "1h", &site(&b)]);
-    wait_for("both up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     b[0].kill();
     // Every request succeeds: a refused connection is retried on the other backend.
     for _ in 0..20 {
@@ -131,15 +107,7 @@ fn killed_backend_is_marked_down_at_first_refusal_and_returns_after_restart() {
     // With a short interval, a restarted backend gets traffic again.
     let mut b2 = backends("r", 2);
     let sk2 = Sidekick::start(&["--health-duration", "200ms", &site(&b2)]);
-    wait_for("both up", LONG, || {
-        sk2.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk2.wait_up(2);
     b2[0].kill();
     wait_for("r0 down", LONG, || {
         sk2.log_contains(&format!("{} is down", b2[0].url()))
@@ -162,15 +130,7 @@ fn site_failover_fail_back_and_all_down() {
         &primary.url(),
         &secondary.url(),
     ]);
-    wait_for("both up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     for _ in 0..10 {
         assert_eq!(sk.get("/x").text(), "primary");
     }
@@ -247,15 +207,7 @@ fn health_check_timeout_marks_a_backend_down() {
         "300ms",
         &site(&b),
     ]);
-    wait_for("both up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     b[0].hang_health_checks();
     wait_for("t0 down on timeout", LONG, || {
         sk.log_contains(&format!("{} is down", b[0].url()))
@@ -315,13 +267,5 @@ fn optimistic_mode_checks_only_backends_that_are_down() {
     });
     assert_eq!(b[0].health_checks(), up_checks, "an up backend was checked");
     b[1].set_healthy(true);
-    wait_for("o1 up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
 }

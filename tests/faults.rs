@@ -36,15 +36,7 @@ fn killing_one_of_four_backends_under_load_loses_no_request() {
         .collect::<Vec<_>>()
         .join(",");
     let sk = Sidekick::start(&["--health-duration", "200ms", &site]);
-    wait_for("four up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 4
-    });
+    sk.wait_up(4);
     let done = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -146,15 +138,7 @@ impl FaultySite {
         ]
         .concat();
         let sk = Sidekick::start(&args);
-        wait_for("both up", LONG, || {
-            sk.log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(" is up"))
-                .count()
-                == 2
-        });
+        sk.wait_up(2);
         sk
     }
 }

@@ -137,15 +137,7 @@ fn backend_5xx_streak_ejects_it_but_never_more_than_half_a_site() {
     let b: Vec<Backend> = (0..2).map(|i| Backend::start(&format!("e{i}"))).collect();
     let site = format!("{},{}", b[0].url(), b[1].url());
     let sk = Sidekick::start(&["--max-5xx", "3", "--eject-duration", "1h", &site]);
-    wait_for("both up", Duration::from_secs(20), || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     // 5xx answers are passed on as they are; after three in a row one backend is ejected.
     for _ in 0..6 {
         assert_eq!(sk.get("/status?code=503").status, 503);

@@ -32,15 +32,7 @@ fn each_address_of_a_name_is_balanced_and_checked_on_its_own() {
             &format!("http://rr.test:{port}"),
         ],
     );
-    wait_for("both addresses up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     for _ in 0..40 {
         assert_eq!(sk.get("/x").status, 200);
     }
@@ -104,15 +96,7 @@ fn https_addresses_of_a_name_are_verified_against_the_name() {
             &format!("https://rr.test:{port}"),
         ],
     );
-    wait_for("both addresses up", LONG, || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 2
-    });
+    sk.wait_up(2);
     for _ in 0..40 {
         assert_eq!(sk.get("/x").status, 200);
     }

@@ -91,15 +91,7 @@ fn boto3_workload_through_sidekick_to_four_s3s_fs_nodes() {
         &health_port.to_string(),
         &endpoints.join(","),
     ]);
-    wait_for("nodes up", Duration::from_secs(20), || {
-        sk.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(" is up"))
-            .count()
-            == 4
-    });
+    sk.wait_up(4);
 
     let out = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_workload.py"))

@@ -127,6 +127,14 @@ impl Sidekick {
             .expect("VmHWM")
     }
 
+    /// Waits until `n` backends have been logged up.
+    pub fn wait_up(&self, n: usize) {
+        wait_for("backends up", Duration::from_secs(30), || {
+            let log = self.log.lock().unwrap();
+            log.iter().filter(|l| l.contains(" is up")).count() >= n
+        });
+    }
+
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
