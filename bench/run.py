@@ -657,21 +657,25 @@ def warm_up(ctx):
 
 def figure_small(ctx):
     """1. Keep-alive GET /small at full speed: req/s."""
-    seconds = ctx.cfg["small_s"]
     warm_up(ctx)
     for run, proxy in each_run(ctx):
-        def one():
-            r = wrk(ctx, proxy.url("/small"), seconds)
-            errors = wrk_failures(r)
-            if errors:
-                raise RuntimeError(f"{errors} errors in {r}")
-            rps = r["requests"] / (r["duration_us"] / 1e6)
-            record(ctx, "small_rps", proxy, rps)
-            if proxy.name.startswith("sidekick"):
-                ctx.metrics_seen[proxy.name] = scraped_requests(proxy)
-            print(f"  small  run {run + 1} {proxy.name:17} {rps:12,.0f} req/s",
-                  flush=True)
-        measure(ctx, "small", proxy, one)
+        if measure(ctx, "small", proxy,
+                   lambda: full_speed(ctx, proxy, "small", run)) is not None \
+                and proxy.name.startswith("sidekick"):
+            ctx.metrics_seen[proxy.name] = scraped_requests(proxy)
+
+
+def full_speed(ctx, proxy, figure, run):
+    """Keep-alive GET /small with wrk at full speed; records `<figure>_rps`."""
+    r = wrk(ctx, proxy.url("/small"), ctx.cfg["small_s"])
+    errors = wrk_failures(r)
+    if errors:
+        raise RuntimeError(f"{errors} errors in {r}")
+    rps = r["requests"] / (r["duration_us"] / 1e6)
+    record(ctx, f"{figure}_rps", proxy, rps)
+    print(f"  {figure:6} run {run + 1} {proxy.name:17} {rps:12,.0f} req/s",
+          flush=True)
+    return rps
 
 
 def scraped_requests(proxy):
@@ -808,7 +812,6 @@ def figure_tls(ctx):
     """6. HTTPS termination: keep-alive GET /small over TLS 1.3 with the same
     certificate, req/s, sidekick (--workers 1) against HAProxy."""
     make_certificate(ctx.dir)
-    seconds = ctx.cfg["small_s"]
     names = [n for n in ("sidekick", "haproxy") if n in ctx.proxies]
     proxies = {n: Proxy(ctx, n, ctx.proxies[n].backend_ports, suffix="-tls",
                         tls=True) for n in names}
@@ -817,16 +820,8 @@ def figure_tls(ctx):
             proxy.start()
         for run in range(ctx.cfg["runs"]):
             for proxy in proxies.values():
-                def one():
-                    r = wrk(ctx, proxy.url("/small"), seconds)
-                    errors = wrk_failures(r)
-                    if errors:
-                        raise RuntimeError(f"{errors} errors in {r}")
-                    rps = r["requests"] / (r["duration_us"] / 1e6)
-                    record(ctx, "tls_rps", proxy, rps)
-                    print(f"  tls    run {run + 1} {proxy.name:17} "
-                          f"{rps:12,.0f} req/s", flush=True)
-                measure(ctx, "tls", proxy, one)
+                measure(ctx, "tls", proxy,
+                        lambda: full_speed(ctx, proxy, "tls", run))
     finally:
         for proxy in proxies.values():
             proxy.stop()
