@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -29,11 +28,7 @@ fn json_log_lines_are_json_objects() {
 #[test]
 fn quiet_prints_nothing() {
     let b = Backend::start("q");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port("127.0.0.1");
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(BIN)
         .args(["--quiet", "--log", "--address", &addr, &b.url()])

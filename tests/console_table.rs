@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
@@ -74,11 +74,7 @@ fn table_shows_every_backend_and_a_killed_one_as_down() {
     let Some(tmux) = Tmux::new() else { return };
     let mut backends: Vec<Backend> = (0..4).map(|i| Backend::start(&format!("c{i}"))).collect();
     let urls: Vec<String> = backends.iter().map(Backend::url).collect();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port("127.0.0.1");
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let command = format!(
         "{BIN} --address {addr} --health-duration 1s {} {}",
@@ -158,11 +154,7 @@ fn table_shows_every_backend_and_a_killed_one_as_down() {
 #[test]
 fn no_table_when_stdout_is_not_a_terminal() {
     let b = Backend::start("nt");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port("127.0.0.1");
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(BIN)
         .args(["--address", &addr, "--health-duration", "1s", &b.url()])

@@ -27,6 +27,16 @@ pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A port free on `ip` right now, for processes that must be told their port
+/// (the rest bind port 0 and report it).
+pub fn free_port(ip: &str) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 // ---------------------------------------------------------------- sidekick process
 
 pub struct Sidekick {
