@@ -1,30 +1,56 @@
-//! Header rules both ways: hop-by-hop headers removed, `X-Forwarded-*` added, the
-//! rest copied unchanged with duplicates kept.
+//! Header rules towards backends: the request head sidekick writes, with hop-by-hop
+//! headers removed, `X-Forwarded-*` added and the rest copied unchanged (duplicates
+//! kept). Responses follow the same hop-by-hop rule (`upstream/head.rs`).
+
+use std::fmt::Write;
 
 use actix_web::http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST, TE, TRAILER,
-    TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
 };
-use actix_web::http::{StatusCode, Uri};
-use actix_web::HttpResponseBuilder;
+use actix_web::http::Method;
 use bytes::BytesMut;
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-/// Copies the client's headers for the backend. Content-Length comes from the body
-/// sidekick sends; Expect was answered by sidekick, which sent the client its
-/// 100 Continue already. `peer` is the client's address as a header value.
-/// `None` when an added header cannot be built.
-pub fn to_backend(
-    headers: &HeaderMap,
-    peer: Option<&HeaderValue>,
-    out: &mut HeaderMap,
-) -> Option<()> {
+/// How the request body sidekick sends is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+/// What the request head is built from, besides the client's headers.
+pub struct Target<'a> {
+    pub method: &'a Method,
+    /// Path and query, byte-exact as the client sent them.
+    pub path: &'a str,
+    /// The client's address as a header value.
+    pub peer: Option<&'a HeaderValue>,
+    /// HTTP/2 `:authority`, which becomes `Host` when the client sent none.
+    pub authority: Option<&'a str>,
+    /// The backend's `host:port`, the `Host` of last resort (HTTP/1.0 clients).
+    pub backend: &'a str,
+    pub framing: Framing,
+}
+
+/// The HTTP/1.1 request head for the backend. Content-Length and Transfer-Encoding
+/// come from the body sidekick sends; Expect was answered by sidekick, which sent
+/// the client its 100 Continue already.
+pub fn request_head(headers: &HeaderMap, target: &Target<'_>) -> BytesMut {
+    let mut out = BytesMut::with_capacity(256 + 64 * headers.len());
+    out.extend_from_slice(target.method.as_str().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(target.path.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
     let named = connection_tokens(headers);
     for (name, value) in headers {
-        if is_hop_by_hop(name, named.as_deref())
+        if is_hop_by_hop(name.as_str().as_bytes())
+            || named
+                .as_deref()
+                .is_some_and(|n| n.iter().any(|n| n == name.as_str()))
             || name == CONTENT_LENGTH
             || name == EXPECT
             || name == X_FORWARDED_FOR
@@ -33,46 +59,44 @@ pub fn to_backend(
         {
             continue;
         }
-        out.append(name.clone(), value.clone());
+        line(&mut out, name.as_str(), value.as_bytes());
     }
-    if let Some(ip) = peer {
-        out.insert(X_FORWARDED_FOR.clone(), forwarded_for(headers, ip)?);
-        out.insert(X_REAL_IP.clone(), ip.clone());
-    }
-    if let Some(host) = headers.get(HOST) {
-        out.insert(X_FORWARDED_HOST.clone(), host.clone());
-    }
-    Some(())
-}
-
-/// HTTP/2 requests name their host in `:authority`, which actix keeps in the URI; the
-/// backend (HTTP/1.1) gets it as `Host`, the header S3 clients sign, and as
-/// `X-Forwarded-Host`. Nothing changes when the client sent a Host header itself.
-/// `None` when the authority is not a valid header value.
-pub fn host_from_authority(uri: &Uri, out: &mut HeaderMap) -> Option<()> {
-    if out.contains_key(HOST) {
-        return Some(());
-    }
-    if let Some(authority) = uri.authority() {
-        let host = HeaderValue::from_str(authority.as_str()).ok()?;
-        out.insert(X_FORWARDED_HOST.clone(), host.clone());
-        out.insert(HOST, host);
-    }
-    Some(())
-}
-
-/// Copies a backend's response headers for the client. The body framing is sidekick's
-/// own, except that 304 keeps the backend's Content-Length (it describes the entity).
-pub fn to_client(headers: &HeaderMap, status: StatusCode, out: &mut HttpResponseBuilder) {
-    let named = connection_tokens(headers);
-    for (name, value) in headers {
-        if is_hop_by_hop(name, named.as_deref())
-            || (name == CONTENT_LENGTH && status != StatusCode::NOT_MODIFIED)
-        {
-            continue;
+    if let Some(ip) = target.peer {
+        // The client's chain (all its X-Forwarded-For lines, in order) plus its address.
+        out.extend_from_slice(b"x-forwarded-for: ");
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b", ");
         }
-        out.append_header((name.clone(), value.clone()));
+        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        line(&mut out, X_REAL_IP.as_str(), ip.as_bytes());
     }
+    match (headers.get(HOST), target.authority) {
+        (Some(host), _) => line(&mut out, X_FORWARDED_HOST.as_str(), host.as_bytes()),
+        // The Host S3 clients sign, taken from HTTP/2's :authority.
+        (None, Some(authority)) => {
+            line(&mut out, HOST.as_str(), authority.as_bytes());
+            line(&mut out, X_FORWARDED_HOST.as_str(), authority.as_bytes());
+        }
+        (None, None) => line(&mut out, HOST.as_str(), target.backend.as_bytes()),
+    }
+    match target.framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            let _ = write!(out, "content-length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn line(out: &mut BytesMut, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A single valid `Content-Length`, if any.
@@ -81,22 +105,6 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
-}
-
-/// The client's `X-Forwarded-For` chain with its own address appended; without a
-/// chain, the address itself (no copy).
-fn forwarded_for(headers: &HeaderMap, ip: &HeaderValue) -> Option<HeaderValue> {
-    let mut chain = headers.get_all(&X_FORWARDED_FOR).peekable();
-    if chain.peek().is_none() {
-        return Some(ip.clone());
-    }
-    let mut joined = BytesMut::new();
-    for value in chain {
-        joined.extend_from_slice(value.as_bytes());
-        joined.extend_from_slice(b", ");
-    }
-    joined.extend_from_slice(ip.as_bytes());
-    HeaderValue::from_maybe_shared(joined.freeze()).ok()
 }
 
 /// Header names listed in `Connection` (lower-cased), when there are any besides the
@@ -117,21 +125,36 @@ fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
     (!tokens.is_empty()).then_some(tokens)
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and every header the `Connection` header names.
-fn is_hop_by_hop(name: &HeaderName, named: Option<&[String]>) -> bool {
-    name == CONNECTION
-        || name == TE
-        || name == TRAILER
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
-        || named.is_some_and(|named| named.iter().any(|n| n == name.as_str()))
+/// Hop-by-hop headers (RFC 9110 §7.6.1), compared without regard to case.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn head(headers: &HeaderMap, authority: Option<&str>, framing: Framing) -> String {
+        let ip = HeaderValue::from_static("10.0.0.1");
+        let target = Target {
+            method: &Method::PUT,
+            path: "/b/k?x=%2F",
+            peer: Some(&ip),
+            authority,
+            backend: "10.9.9.9:9000",
+            framing,
+        };
+        String::from_utf8(request_head(headers, &target).to_vec()).unwrap()
+    }
 
     #[test]
     fn forwarded_headers_and_connection_tokens() {
@@ -143,27 +166,36 @@ mod tests {
             HeaderName::from_static("x-a"),
             HeaderValue::from_static("1"),
         );
-        h.append(HOST, HeaderValue::from_static("s3:9000"));
-        let ip = HeaderValue::from_static("10.0.0.1");
-        let mut out = HeaderMap::new();
-        to_backend(&h, Some(&ip), &mut out).unwrap();
-        assert_eq!(
-            out.get(&X_FORWARDED_FOR).unwrap(),
-            "1.1.1.1, 2.2.2.2, 10.0.0.1"
+        h.append(
+            HeaderName::from_static("te"),
+            HeaderValue::from_static("trailers"),
         );
-        assert_eq!(out.get(&X_REAL_IP).unwrap(), "10.0.0.1");
-        assert_eq!(out.get(&X_FORWARDED_HOST).unwrap(), "s3:9000");
-        assert!(out.get("x-a").is_none() && out.get(CONNECTION).is_none());
-        let mut alone = HeaderMap::new();
-        let uri: Uri = "https://s3.example:9000/b/k".parse().unwrap();
-        host_from_authority(&uri, &mut alone).unwrap();
-        assert_eq!(alone.get(HOST).unwrap(), "s3.example:9000");
-        assert_eq!(alone.get(&X_FORWARDED_HOST).unwrap(), "s3.example:9000");
-        // A Host the client sent stays.
-        host_from_authority(&"https://x/".parse().unwrap(), &mut out).unwrap();
-        assert_eq!(out.get(HOST).unwrap(), "s3:9000");
-        let mut alone = HeaderMap::new();
-        to_backend(&HeaderMap::new(), Some(&ip), &mut alone).unwrap();
-        assert_eq!(alone.get(&X_FORWARDED_FOR).unwrap(), "10.0.0.1");
+        h.append(CONTENT_LENGTH, HeaderValue::from_static("99"));
+        h.append(HOST, HeaderValue::from_static("s3:9000"));
+        let out = head(&h, Some("ignored:1"), Framing::Length(5));
+        assert!(out.starts_with("PUT /b/k?x=%2F HTTP/1.1\r\n"), "{out}");
+        assert!(out.ends_with("content-length: 5\r\n\r\n"), "{out}");
+        for line in [
+            "x-forwarded-for: 1.1.1.1, 2.2.2.2, 10.0.0.1\r\n",
+            "x-real-ip: 10.0.0.1\r\n",
+            "x-forwarded-host: s3:9000\r\n",
+            "host: s3:9000\r\n",
+        ] {
+            assert!(out.contains(line), "{line:?} missing from {out}");
+        }
+        for gone in ["x-a:", "connection:", "te:", "99"] {
+            assert!(!out.contains(gone), "{gone:?} in {out}");
+        }
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_backend() {
+        let none = HeaderMap::new();
+        let h2 = head(&none, Some("s3.example:9000"), Framing::Chunked);
+        assert!(h2.contains("host: s3.example:9000\r\nx-forwarded-host: s3.example:9000\r\n"));
+        assert!(h2.ends_with("transfer-encoding: chunked\r\n\r\n"));
+        let h10 = head(&none, None, Framing::None);
+        assert!(h10.contains("host: 10.9.9.9:9000\r\n") && !h10.contains("x-forwarded-host"));
+        assert!(h10.contains("x-forwarded-for: 10.0.0.1\r\n"));
     }
 }

@@ -2,14 +2,9 @@
 //! (in `BackendStats` and here); a scrape builds a registry from them and from the
 //! Pool's `Snapshot`, and encodes it with `prometheus-client`.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::Stream;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -123,41 +118,6 @@ pub fn health_checked(backend: &Backend, result: &Result<Duration, String>) {
         Err(_) => {
             backend.stats.health_errors.fetch_add(1, Relaxed);
         }
-    }
-}
-
-/// A request body on its way to a backend, counted into the backend's `rx_bytes`.
-pub struct CountRx<S> {
-    inner: S,
-    backend: Arc<Backend>,
-}
-
-impl<S> CountRx<S> {
-    pub fn new(inner: S, backend: &Arc<Backend>) -> Self {
-        CountRx {
-            inner,
-            backend: backend.clone(),
-        }
-    }
-}
-
-impl<S, E> Stream for CountRx<S>
-where
-    S: Stream<Item = Result<Bytes, E>> + Unpin,
-{
-    type Item = Result<Bytes, E>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.inner).poll_next(cx);
-        if let Poll::Ready(Some(Ok(chunk))) = &next {
-            let n = chunk.len() as u64;
-            self.backend.stats.rx_bytes.fetch_add(n, Relaxed);
-        }
-        next
-    }
-
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
     }
 }
 

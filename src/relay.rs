@@ -1,6 +1,5 @@
-//! Body streams between client and backend: the response relay that holds a
-//! backend's in-flight count, and the request body wrapper that says when the
-//! upload is done (the response timeout counts from there).
+//! The response relay: streams a backend's body to the client, holding the
+//! backend's in-flight count and cutting a body that ends short of its length.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
@@ -8,7 +7,6 @@ use std::task::{Context, Poll};
 
 use actix_web::error::PayloadError;
 use bytes::Bytes;
-use futures_channel::oneshot;
 use futures_util::Stream;
 use log::warn;
 
@@ -57,7 +55,13 @@ where
             }
             // Returning an error cuts the client's connection: a short body must
             // never look complete.
-            Poll::Ready(Some(Err(e))) => self.failed(e),
+            Poll::Ready(Some(Err(e))) => match self.expected {
+                Some(expected) => {
+                    let why = format!("body ended at {} of {expected} bytes: {e}", self.relayed);
+                    self.failed(&why);
+                }
+                None => self.failed(e),
+            },
             Poll::Ready(None) => {
                 if let Some(expected) = self.expected.filter(|e| *e > self.relayed) {
                     let why = format!("body ended at {} of {expected} bytes", self.relayed);
@@ -66,43 +70,6 @@ where
                 }
             }
             Poll::Pending => {}
-        }
-        next
-    }
-}
-
-/// A request body that signals its end, so that the backend's response deadline
-/// starts only once an upload of any size has been sent.
-pub struct Upload<S> {
-    body: S,
-    done: Option<oneshot::Sender<()>>,
-}
-
-impl<S> Upload<S> {
-    pub fn new(body: S) -> (Self, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        (
-            Upload {
-                body,
-                done: Some(tx),
-            },
-            rx,
-        )
-    }
-}
-
-impl<S> Stream for Upload<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let next = Pin::new(&mut self.body).poll_next(cx);
-        if let Poll::Ready(None) = next {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(());
-            }
         }
         next
     }

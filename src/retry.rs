@@ -4,22 +4,21 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use actix_web::http::Method;
-use awc::error::{ConnectError, SendRequestError};
+
+use crate::upstream::Error;
 
 /// Safe to send again elsewhere: nothing reached the backend, or the method is
-/// idempotent and no response head arrived.
-pub fn is_safe(method: &Method, error: &SendRequestError) -> bool {
-    nothing_sent(error)
-        || matches!(
-            *method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        )
+/// idempotent (and no response head arrived, or there would be no error).
+pub fn is_safe(method: &Method, error: &Error) -> bool {
+    error.nothing_sent() || idempotent(method)
 }
 
-/// The connection was never established, so the backend saw nothing.
-/// (`Disconnected` also covers a connection that closed before the response head.)
-fn nothing_sent(error: &SendRequestError) -> bool {
-    matches!(error, SendRequestError::Connect(e) if !matches!(e, ConnectError::Disconnected))
+/// Methods whose effect is the same however often they are sent (RFC 9110 §9.2.2).
+pub fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    )
 }
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -92,10 +91,8 @@ mod tests {
 
     #[test]
     fn only_unsent_requests_or_idempotent_methods_are_safe() {
-        let refused = SendRequestError::Connect(ConnectError::Io(
-            std::io::ErrorKind::ConnectionRefused.into(),
-        ));
-        let reset = SendRequestError::Send(std::io::ErrorKind::ConnectionReset.into());
+        let refused = Error::Connect(std::io::ErrorKind::ConnectionRefused.into());
+        let reset = Error::Send(std::io::ErrorKind::ConnectionReset.into());
         assert!(is_safe(&Method::POST, &refused));
         assert!(!is_safe(&Method::POST, &reset));
         assert!(is_safe(&Method::GET, &reset));

@@ -232,3 +232,54 @@ fn client_going_away_never_marks_the_backend_down() {
     }
     assert!(!sk.log_contains("is down"), "{:?}", sk.log.lock().unwrap());
 }
+
+#[test]
+fn backend_connections_are_reused_and_stale_ones_replaced() {
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&["--workers", "1", &backend.url()]);
+    sk.wait_up(1);
+    for _ in 0..5 {
+        assert_eq!(sk.get("/a").status, 200);
+    }
+    let conns: std::collections::HashSet<usize> = backend
+        .seen()
+        .iter()
+        .filter(|s| s.target == "/a")
+        .map(|s| s.conn)
+        .collect();
+    assert_eq!(conns.len(), 1, "keep-alive connection not reused");
+    // The backend closes that connection when the next request arrives on it: the
+    // request goes out again on a fresh connection, and the backend stays up.
+    assert_eq!(sk.get("/close-next").status, 200);
+    let after = sk.get("/after");
+    assert_eq!((after.status, after.text().as_str()), (200, "b0"));
+    let seen = backend.seen();
+    let last = seen.last().unwrap();
+    assert_eq!(last.target, "/after");
+    assert!(seen
+        .iter()
+        .filter(|s| s.target == "/close-next")
+        .all(|s| s.conn != last.conn));
+    assert!(!sk.log_contains("is down"), "{:?}", sk.log);
+}
+
+#[test]
+fn interim_heads_trailers_and_bodies_that_end_with_the_connection() {
+    let (_backend, sk) = setup();
+    // 100 and 103 heads are skipped; the client gets the final answer.
+    let interim = sk.get("/interim");
+    assert_eq!((interim.status, interim.text().as_str()), (200, "final"));
+    // Chunk extensions and trailers are dropped, the data arrives whole.
+    let trailers = sk.get("/trailers");
+    assert_eq!(
+        (trailers.status, trailers.text().as_str()),
+        (200, "hello world")
+    );
+    assert!(trailers.header("x-sum").is_none() && trailers.header("trailer").is_none());
+    let until_close = sk.get("/until-close");
+    assert_eq!(
+        (until_close.status, until_close.text().as_str()),
+        (200, "all of it")
+    );
+    assert!(!sk.log_contains("failed mid-response"), "{:?}", sk.log);
+}

@@ -1,10 +1,9 @@
 //! Request heads as the client sent them: actix's parser, then sidekick's checks and
-//! header rules, never panic; an accepted head yields headers a backend can take.
+//! header rules, never panic; an accepted head yields a head a backend can parse.
 #![no_main]
 
 use actix_codec::Decoder;
 use actix_http::h1::{Codec, Message};
-use actix_http::header::HeaderMap;
 use actix_http::ServiceConfig;
 use libfuzzer_sys::fuzz_target;
 use sidekick::validate::{check, Limits};
@@ -27,8 +26,19 @@ fuzz_target!(|data: &[u8]| {
     };
     if check(req.head(), limits).is_ok() {
         let peer = actix_http::header::HeaderValue::from_static("127.0.0.1");
-        let mut out = HeaderMap::new();
-        sidekick::headers::to_backend(&req.head().headers, Some(&peer), &mut out);
+        let target = sidekick::headers::Target {
+            method: &req.head().method,
+            path: req.head().uri.path_and_query().map_or("/", |p| p.as_str()),
+            peer: Some(&peer),
+            authority: req.head().uri.authority().map(|a| a.as_str()),
+            backend: "127.0.0.1:9000",
+            framing: sidekick::headers::Framing::Chunked,
+        };
+        let head = sidekick::headers::request_head(&req.head().headers, &target);
+        // What sidekick writes must parse as one complete request head.
+        let mut lines = [httparse::EMPTY_HEADER; 128];
+        let parsed = httparse::Request::new(&mut lines).parse(&head);
+        assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()));
         let _ = sidekick::headers::content_length(&req.head().headers);
     }
 });

@@ -343,6 +343,8 @@ pub struct Seen {
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
     pub body_sha: String,
+    /// Which of the backend's connections carried the request (numbered from 0).
+    pub conn: usize,
 }
 
 impl Seen {
@@ -372,6 +374,8 @@ pub(crate) struct Shared {
     /// TLS handshakes completed, and how many of them resumed a session.
     tls_handshakes: AtomicUsize,
     tls_resumed: AtomicUsize,
+    /// Connections served so far.
+    connections: AtomicUsize,
 }
 
 /// A small HTTP/1.1 server on loopback that can be killed and restarted on its port.
@@ -561,7 +565,19 @@ pub(crate) fn serve_conn<S: Conn>(r: S, w: S, shared: &Shared, name: &str) {
     // Buffered so that a small response leaves in one write, as real servers do.
     let mut w = std::io::BufWriter::with_capacity(1 << 16, w);
     let mut r = BufReader::with_capacity(1 << 16, r);
-    while serve_one(&mut r, &mut w, shared, name).is_ok() && w.flush().is_ok() {}
+    let mut conn = Served {
+        id: shared.connections.fetch_add(1, SeqCst),
+        close_next: false,
+    };
+    while serve_one(&mut r, &mut w, shared, name, &mut conn).is_ok() && w.flush().is_ok() {}
+}
+
+/// One connection's state.
+struct Served {
+    id: usize,
+    /// The next request on this connection gets no answer: the connection closes,
+    /// as when a server times an idle connection out just as a request arrives.
+    close_next: bool,
 }
 
 fn serve_one<S: Conn>(
@@ -569,6 +585,7 @@ fn serve_one<S: Conn>(
     w: &mut std::io::BufWriter<S>,
     shared: &Shared,
     name: &str,
+    conn: &mut Served,
 ) -> std::io::Result<()> {
     // Keep the raw head bytes: tests compare them byte for byte.
     let mut raw_head = Vec::new();
@@ -587,6 +604,9 @@ fn serve_one<S: Conn>(
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
     let get = |n: &str| headers.iter().find(|(h, _)| h == n).map(|(_, v)| v.clone());
+    if conn.close_next {
+        return die(w);
+    }
 
     if target.starts_with("/health/ready") {
         shared.health_checks.fetch_add(1, SeqCst);
@@ -644,6 +664,7 @@ fn serve_one<S: Conn>(
         headers: headers.clone(),
         body_len,
         body_sha: body_sha.clone(),
+        conn: conn.id,
     });
 
     let path = target.split('?').next().unwrap_or("");
@@ -664,6 +685,7 @@ fn serve_one<S: Conn>(
                     headers: vec![],
                     body_len: size,
                     body_sha: sha,
+                    conn: conn.id,
                 });
             }
             Ok(())
@@ -701,6 +723,23 @@ fn serve_one<S: Conn>(
             w,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
         ),
+        "/close-next" => {
+            conn.close_next = true;
+            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        }
+        "/interim" => write!(
+            w,
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+        ),
+        "/trailers" => write!(
+            w,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n"
+        ),
+        "/until-close" => {
+            // No length, no chunks: the body ends when the connection does.
+            write!(w, "HTTP/1.1 200 OK\r\nX-Backend: {name}\r\n\r\nall of it")?;
+            die(w)
+        }
         "/cut" => {
             // Promises 1000 bytes, sends 10, dies.
             write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789")?;

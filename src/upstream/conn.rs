@@ -1,0 +1,153 @@
+//! One connection to a backend: plain TCP or TLS, the bytes read from it but not
+//! yet consumed, and its age.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_rt::net::TcpStream;
+use bytes::BytesMut;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use super::Error;
+use crate::backend::Backend;
+
+pub enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+pub struct Conn {
+    pub io: Io,
+    /// Read from the backend, not yet consumed.
+    pub buf: BytesMut,
+    pub opened: Instant,
+    pub idle_since: Instant,
+}
+
+impl Conn {
+    /// Connects to `backend` (its pinned address in `--rr-dns-mode`, else its host
+    /// name, resolved now) and, for https, completes the TLS handshake; each step
+    /// has `timeout`.
+    pub async fn open(
+        backend: &Backend,
+        tls: Option<&TlsConnector>,
+        timeout: Duration,
+    ) -> Result<Conn, Error> {
+        let endpoint = &backend.endpoint;
+        let connecting = async {
+            match backend.address {
+                Some(ip) => TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await,
+                None => TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await,
+            }
+        };
+        let tcp = actix_rt::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| Error::ConnectTimeout)?
+            .map_err(Error::Connect)?;
+        // Heads and bodies are written whole: Nagle would only delay them.
+        tcp.set_nodelay(true).map_err(Error::Connect)?;
+        let io = match tls {
+            _ if !endpoint.is_https() => Io::Plain(tcp),
+            None => return Err(Error::Tls(io::Error::other("no TLS client configuration"))),
+            Some(tls) => {
+                let name = ServerName::try_from(endpoint.host.clone())
+                    .map_err(|e| Error::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+                let stream = actix_rt::time::timeout(timeout, tls.connect(name, tcp))
+                    .await
+                    .map_err(|_| Error::ConnectTimeout)?
+                    .map_err(Error::Tls)?;
+                Io::Tls(Box::new(stream))
+            }
+        };
+        let now = Instant::now();
+        Ok(Conn {
+            io,
+            buf: BytesMut::new(),
+            opened: now,
+            idle_since: now,
+        })
+    }
+
+    /// An idle connection is usable when reading it would block: the backend has
+    /// neither closed it nor sent anything unasked. Costs no system call while the
+    /// runtime knows the socket is not readable.
+    pub fn is_alive(&mut self) -> bool {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut probe = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut probe);
+        matches!(
+            Pin::new(&mut self.io).poll_read(&mut cx, &mut probe),
+            Poll::Pending
+        )
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The TLS connector every worker shares, from the process-wide client config.
+pub fn tls_connector(config: Option<&Arc<rustls::ClientConfig>>) -> Option<TlsConnector> {
+    config.map(|c| TlsConnector::from(c.clone()))
+}

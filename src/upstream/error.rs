@@ -1,0 +1,46 @@
+//! Why an exchange with a backend failed, and whether the backend can have seen it.
+
+use std::io;
+
+use actix_web::error::PayloadError;
+use derive_more::Display;
+
+#[derive(Debug, Display)]
+pub enum Error {
+    #[display("cannot connect: {_0}")]
+    Connect(io::Error),
+    #[display("connect timed out")]
+    ConnectTimeout,
+    #[display("TLS handshake failed: {_0}")]
+    Tls(io::Error),
+    #[display("cannot send the request: {_0}")]
+    Send(io::Error),
+    #[display("cannot read the response: {_0}")]
+    Read(io::Error),
+    #[display("connection closed before the response")]
+    Closed,
+    #[display("no response within the timeout")]
+    Timeout,
+    #[display("invalid response: {_0}")]
+    Invalid(&'static str),
+    /// The client's own request body failed; the backend did nothing wrong.
+    #[display("client body: {_0}")]
+    Body(PayloadError),
+}
+
+impl Error {
+    /// No connection was established, so the backend saw nothing of the request.
+    pub fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            Error::Connect(_) | Error::ConnectTimeout | Error::Tls(_)
+        )
+    }
+
+    /// What a reused keep-alive connection shows when the backend closed it while
+    /// the request was on its way: the request may be sent again on a fresh one.
+    pub fn stale(&self) -> bool {
+        matches!(self, Error::Closed | Error::Send(_))
+            || matches!(self, Error::Read(e) if e.kind() == io::ErrorKind::ConnectionReset)
+    }
+}

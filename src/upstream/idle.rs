@@ -1,0 +1,102 @@
+//! A worker's idle keep-alive connections, per backend. Only its own thread uses
+//! it, so it needs no lock; a timer closes what has been idle too long.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use super::conn::Conn;
+
+/// Largest read buffer an idle connection keeps.
+const RETAINED_BUFFER: usize = 64 * 1024;
+
+pub struct Idle {
+    /// Indexed by backend id; the most recently used connection last.
+    conns: RefCell<Vec<Vec<Conn>>>,
+    idle_timeout: Duration,
+    lifetime: Duration,
+    sweeping: Cell<bool>,
+}
+
+impl Idle {
+    pub fn new(idle_timeout: Duration, lifetime: Duration) -> Rc<Self> {
+        Rc::new(Idle {
+            conns: RefCell::new(Vec::new()),
+            idle_timeout,
+            lifetime,
+            sweeping: Cell::new(false),
+        })
+    }
+
+    fn usable(&self, conn: &mut Conn, now: Instant) -> bool {
+        now.duration_since(conn.idle_since) < self.idle_timeout
+            && now.duration_since(conn.opened) < self.lifetime
+            && conn.is_alive()
+    }
+
+    /// The warmest usable connection to backend `id`; dead or expired ones on the
+    /// way are closed.
+    pub fn take(&self, id: usize) -> Option<Conn> {
+        let mut conns = self.conns.borrow_mut();
+        let list = conns.get_mut(id)?;
+        let now = Instant::now();
+        while let Some(mut conn) = list.pop() {
+            if self.usable(&mut conn, now) {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose last response was read completely.
+    pub fn put(self: &Rc<Self>, id: usize, mut conn: Conn) {
+        conn.idle_since = Instant::now();
+        if conn.buf.capacity() > RETAINED_BUFFER {
+            // Let a large transfer's read buffer go rather than keep it idle.
+            conn.buf = bytes::BytesMut::new();
+        }
+        {
+            let mut conns = self.conns.borrow_mut();
+            if conns.len() <= id {
+                conns.resize_with(id + 1, Vec::new);
+            }
+            conns[id].push(conn);
+        }
+        if !self.sweeping.replace(true) {
+            actix_rt::spawn(sweep(Rc::downgrade(self)));
+        }
+    }
+
+    /// Closes every idle connection to backend `id` (after one proved stale).
+    pub fn clear(&self, id: usize) {
+        if let Some(list) = self.conns.borrow_mut().get_mut(id) {
+            list.clear();
+        }
+    }
+
+    fn sweep_once(&self) {
+        let now = Instant::now();
+        for list in self.conns.borrow_mut().iter_mut() {
+            list.retain_mut(|conn| self.usable(conn, now));
+        }
+    }
+}
+
+/// Closes expired connections and those the backend closed, so that none lingers
+/// half-closed; ends with the worker.
+async fn sweep(idle: Weak<Idle>) {
+    let period = match idle.upgrade() {
+        Some(idle) => {
+            (idle.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+        }
+        None => return,
+    };
+    let mut timer = actix_rt::time::interval(period);
+    loop {
+        timer.tick().await;
+        match idle.upgrade() {
+            Some(idle) => idle.sweep_once(),
+            None => return,
+        }
+    }
+}

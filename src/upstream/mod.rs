@@ -1,0 +1,273 @@
+//! sidekick's HTTP/1.1 client towards backends, one per worker: keep-alive
+//! connections pooled per backend, the request head written in one piece, the
+//! response head parsed in place and small bodies handed on without a stream.
+
+pub mod body;
+mod conn;
+mod error;
+pub mod head;
+mod idle;
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::error::PayloadError;
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsConnector;
+use tokio_util::io::poll_read_buf;
+
+pub use body::ResponseBody;
+use conn::Conn;
+pub use error::Error;
+use head::{Framing, ResponseHead};
+use idle::Idle;
+
+use crate::backend::Backend;
+use crate::cli::Config;
+use crate::request_body::Body;
+
+/// Read size for response heads (and the small bodies that come with them).
+const HEAD_READ: usize = 16 * 1024;
+/// Buffered bodies up to this size go out in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
+/// Pooled connections are closed after this long, whatever their use.
+const LIFETIME: Duration = Duration::from_secs(3600);
+
+pub struct Upstream {
+    idle: Rc<Idle>,
+    tls: Option<TlsConnector>,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+/// A backend's answer: its head and what carries the body.
+pub struct Response {
+    pub head: ResponseHead,
+    pub body: Reply,
+}
+
+pub enum Reply {
+    Empty,
+    /// The whole body arrived with the head; the connection is back in the pool.
+    Whole(Bytes),
+    Stream(ResponseBody),
+}
+
+impl Upstream {
+    pub fn new(cfg: &Config) -> Self {
+        Upstream {
+            idle: Idle::new(cfg.backend_idle_timeout, LIFETIME),
+            tls: conn::tls_connector(cfg.tls.client.as_ref()),
+            connect_timeout: cfg.connect_timeout,
+            response_timeout: cfg.response_timeout,
+        }
+    }
+
+    /// Sends one request to `backend` and reads the response head. A pooled
+    /// connection the backend had closed meanwhile is replaced by a fresh one when
+    /// the request may be sent again (`retry_stale`).
+    pub async fn exchange(
+        &self,
+        backend: &Arc<Backend>,
+        head: &[u8],
+        body: &mut Body,
+        head_request: bool,
+        retry_stale: bool,
+    ) -> Result<Response, Error> {
+        loop {
+            let (mut conn, reused) = match self.idle.take(backend.id) {
+                Some(conn) => (conn, true),
+                None => (
+                    Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?,
+                    false,
+                ),
+            };
+            match self
+                .round_trip(&mut conn, backend, head, body, head_request)
+                .await
+            {
+                Ok(head) => return Ok(self.response(conn, head, backend.id)),
+                Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
+                    // Its siblings are likely just as dead.
+                    self.idle.clear(backend.id);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn round_trip(
+        &self,
+        conn: &mut Conn,
+        backend: &Arc<Backend>,
+        head: &[u8],
+        body: &mut Body,
+        head_request: bool,
+    ) -> Result<ResponseHead, Error> {
+        let deadline = self.response_timeout;
+        if body.replayable() {
+            let exchange = async {
+                write_buffered(conn, head, body).await?;
+                read_head(conn, head_request).await
+            };
+            return actix_rt::time::timeout(deadline, exchange)
+                .await
+                .map_err(|_| Error::Timeout)?;
+        }
+        // An upload takes as long as the client sends; the deadline starts after it.
+        write_streamed(conn, backend, head, body).await?;
+        actix_rt::time::timeout(deadline, read_head(conn, head_request))
+            .await
+            .map_err(|_| Error::Timeout)?
+    }
+
+    fn response(&self, mut conn: Conn, head: ResponseHead, id: usize) -> Response {
+        let reusable = |conn: &Conn| head.keep_alive && conn.buf.is_empty();
+        let body = match head.framing {
+            Framing::Empty => {
+                if reusable(&conn) {
+                    self.idle.put(id, conn);
+                }
+                Reply::Empty
+            }
+            Framing::Length(n) if conn.buf.len() as u64 >= n => {
+                let bytes = conn.buf.split_to(n as usize).freeze();
+                if reusable(&conn) {
+                    self.idle.put(id, conn);
+                }
+                Reply::Whole(bytes)
+            }
+            framing => Reply::Stream(ResponseBody::new(
+                conn,
+                framing,
+                head.keep_alive,
+                self.idle.clone(),
+                id,
+            )),
+        };
+        Response { head, body }
+    }
+}
+
+async fn write_buffered(conn: &mut Conn, head: &[u8], body: &Body) -> Result<(), Error> {
+    let io = &mut conn.io;
+    match body {
+        Body::Buffered {
+            bytes,
+            chunked: false,
+        } if bytes.len() > INLINE_BODY => {
+            io.write_all(head).await.map_err(Error::Send)?;
+            io.write_all(bytes).await.map_err(Error::Send)?;
+        }
+        Body::Buffered { bytes, chunked } => {
+            let mut out = BytesMut::with_capacity(head.len() + bytes.len() + 32);
+            out.extend_from_slice(head);
+            if *chunked {
+                chunk(&mut out, bytes);
+                out.extend_from_slice(b"0\r\n\r\n");
+            } else {
+                out.extend_from_slice(bytes);
+            }
+            io.write_all(&out).await.map_err(Error::Send)?;
+        }
+        _ => io.write_all(head).await.map_err(Error::Send)?,
+    }
+    io.flush().await.map_err(Error::Send)
+}
+
+/// Sends the head, then the client's body as it arrives.
+async fn write_streamed(
+    conn: &mut Conn,
+    backend: &Arc<Backend>,
+    head: &[u8],
+    body: &mut Body,
+) -> Result<(), Error> {
+    conn.io.write_all(head).await.map_err(Error::Send)?;
+    match body {
+        Body::Sized(_, payload) => {
+            let payload = payload
+                .take()
+                .ok_or(Error::Body(PayloadError::Incomplete(None)))?;
+            pump(conn, backend, payload, false).await?;
+        }
+        Body::Chunked(payload) => {
+            let payload = payload
+                .take()
+                .ok_or(Error::Body(PayloadError::Incomplete(None)))?;
+            pump(conn, backend, payload, true).await?;
+            conn.io.write_all(b"0\r\n\r\n").await.map_err(Error::Send)?;
+        }
+        Body::None | Body::Buffered { .. } => {}
+    }
+    conn.io.flush().await.map_err(Error::Send)
+}
+
+async fn pump<S>(
+    conn: &mut Conn,
+    backend: &Backend,
+    mut payload: S,
+    chunked: bool,
+) -> Result<(), Error>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
+{
+    let mut framed = BytesMut::new();
+    while let Some(data) = payload.next().await {
+        let data = data.map_err(Error::Body)?;
+        if data.is_empty() {
+            continue;
+        }
+        backend.stats.rx_bytes.fetch_add(data.len() as u64, Relaxed);
+        if chunked {
+            framed.clear();
+            chunk(&mut framed, &data);
+            conn.io.write_all(&framed).await.map_err(Error::Send)?;
+        } else {
+            conn.io.write_all(&data).await.map_err(Error::Send)?;
+        }
+    }
+    Ok(())
+}
+
+/// One chunk of a chunked body (nothing for no data: a zero size ends the body).
+fn chunk(out: &mut BytesMut, data: &[u8]) {
+    use std::fmt::Write;
+    if data.is_empty() {
+        return;
+    }
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Reads up to a final response head, skipping interim ones (100, 103).
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, Error> {
+    loop {
+        if !conn.buf.is_empty() {
+            if let Some((head, len)) = head::parse(&conn.buf, head_request)? {
+                conn.buf.advance(len);
+                if head.interim() {
+                    continue;
+                }
+                return Ok(head);
+            }
+        }
+        conn.buf.reserve(HEAD_READ);
+        let n = poll_fn(|cx| poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf))
+            .await
+            .map_err(Error::Read)?;
+        if n == 0 {
+            return Err(if conn.buf.is_empty() {
+                Error::Closed
+            } else {
+                Error::Invalid("connection closed inside the head")
+            });
+        }
+    }
+}
