@@ -959,9 +959,9 @@ SECTIONS = [
         ("small_load_core", "Same runs: how busy the core of the load "
          "generator and backends was (%)", "{:.0f}", False),
         ("small_per_cpu", "Same runs: requests per CPU-second charged to the "
-         "proxy's processes (user + system time; higher is better). On gVisor "
-         "part of the network work is charged to no process, so this leaves out "
-         "some of each proxy's cost", "{:,.0f}", True),
+         "proxy's processes (user + system time; higher is better). Interrupt "
+         "and softirq time, where much of loopback TCP runs, is charged to no "
+         "process, so this leaves out part of each proxy's cost", "{:,.0f}", True),
     ]),
     ("2. Added latency", [
         ("lat_p50_ms", "p50 at a steady ~2,000 req/s, `wrk -t1 -c16` with a "
@@ -1154,7 +1154,8 @@ def report(ctx, args):
             "keep-alive upstreams, no buffering).",
             "- Backends: four nginx instances "
             "(`bench/nginx-backend.conf.tmpl`), one worker each, serving "
-            "files from tmpfs (page cache, sendfile).",
+            "/small from memory (`return 200`, 100 bytes) and the large "
+            "objects as files from tmpfs (page cache, sendfile).",
             "- PUT: nginx answers before it has read a body it discards, so "
             "the PUT figure uses four sink ports served by `run.py "
             "--put-sink`, which reads every byte into a reused buffer and "

@@ -1,5 +1,5 @@
 //! TLS towards https backends: the system roots plus `--cacert`, verification against
-//! the endpoint's host name (awc sends it as SNI), an optional client certificate for
+//! the endpoint's host name (also sent as SNI), an optional client certificate for
 //! mutual TLS, or no verification at all with `--insecure`. ALPN offers http/1.1 only.
 //!
 //! One `ClientConfig` serves the whole process, so its in-memory session cache (on by
