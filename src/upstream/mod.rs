@@ -71,7 +71,8 @@ impl Upstream {
 
     /// Sends one request to `backend` and reads the response head. A pooled
     /// connection the backend had closed meanwhile is replaced by a fresh one when
-    /// the request may be sent again (`retry_stale`).
+    /// the request may be sent again (`retry_stale`). A body that can be sent only
+    /// once always goes on a fresh connection, where that race cannot happen.
     pub async fn exchange(
         &self,
         backend: &Arc<Backend>,
@@ -81,7 +82,11 @@ impl Upstream {
         retry_stale: bool,
     ) -> Result<Response, Error> {
         loop {
-            let (mut conn, reused) = match self.idle.take(backend.id) {
+            let pooled = match body.replayable() {
+                true => self.idle.take(backend.id),
+                false => None,
+            };
+            let (mut conn, reused) = match pooled {
                 Some(conn) => (conn, true),
                 None => (
                     Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?,
