@@ -9,6 +9,9 @@ use super::conn::Conn;
 
 /// Largest read buffer an idle connection keeps.
 const RETAINED_BUFFER: usize = 64 * 1024;
+/// Idle connections kept per backend and worker, like nginx's `keepalive`: more
+/// than the recent peak of concurrent requests is only held memory and sockets.
+const MAX_IDLE: usize = 64;
 
 pub struct Idle {
     /// Indexed by backend id; the most recently used connection last.
@@ -34,13 +37,17 @@ impl Idle {
             && conn.is_alive()
     }
 
-    /// The warmest usable connection to backend `id`; dead or expired ones on the
-    /// way are closed.
-    pub fn take(&self, id: usize) -> Option<Conn> {
+    /// The warmest usable connection to backend `id`, if it has been idle for less
+    /// than `fresh`; dead or expired ones on the way are closed.
+    pub fn take(&self, id: usize, fresh: Duration) -> Option<Conn> {
         let mut conns = self.conns.borrow_mut();
         let list = conns.get_mut(id)?;
         let now = Instant::now();
-        while let Some(mut conn) = list.pop() {
+        while list
+            .last()
+            .is_some_and(|c| now.duration_since(c.idle_since) < fresh)
+        {
+            let mut conn = list.pop()?;
             if self.usable(&mut conn, now) {
                 return Some(conn);
             }
@@ -60,7 +67,9 @@ impl Idle {
             if conns.len() <= id {
                 conns.resize_with(id + 1, Vec::new);
             }
-            conns[id].push(conn);
+            if conns[id].len() < MAX_IDLE {
+                conns[id].push(conn);
+            }
         }
         if !self.sweeping.replace(true) {
             actix_rt::spawn(sweep(Rc::downgrade(self)));

@@ -36,6 +36,9 @@ use crate::request_body::Body;
 const HEAD_READ: usize = 16 * 1024;
 /// Buffered bodies up to this size go out in the same write as the head.
 const INLINE_BODY: usize = 16 * 1024;
+/// A body sent only once may reuse a connection idle for less than this: backends
+/// time idle connections out after seconds, not within one.
+const STREAM_REUSE: Duration = Duration::from_secs(1);
 /// Pooled connections are closed after this long, whatever their use.
 const LIFETIME: Duration = Duration::from_secs(3600);
 
@@ -72,7 +75,8 @@ impl Upstream {
     /// Sends one request to `backend` and reads the response head. A pooled
     /// connection the backend had closed meanwhile is replaced by a fresh one when
     /// the request may be sent again (`retry_stale`). A body that can be sent only
-    /// once always goes on a fresh connection, where that race cannot happen.
+    /// once rides only a connection used moments ago, which the backend cannot be
+    /// timing out as idle; otherwise it gets a new one.
     pub async fn exchange(
         &self,
         backend: &Arc<Backend>,
@@ -82,10 +86,11 @@ impl Upstream {
         retry_stale: bool,
     ) -> Result<Response, Error> {
         loop {
-            let pooled = match body.replayable() {
-                true => self.idle.take(backend.id),
-                false => None,
+            let fresh = match body.replayable() {
+                true => Duration::MAX,
+                false => STREAM_REUSE,
             };
+            let pooled = self.idle.take(backend.id, fresh);
             let (mut conn, reused) = match pooled {
                 Some(conn) => (conn, true),
                 None => (
