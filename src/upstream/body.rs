@@ -15,7 +15,9 @@ use super::conn::Conn;
 use super::head::Framing;
 use super::idle::Idle;
 
-/// Read size while a body streams: large reads mean fewer system calls per GiB.
+/// Read sizes while a body streams: starting small keeps short bodies cheap in
+/// memory, doubling up to the largest means few system calls per GiB.
+const FIRST_READ: usize = 32 * 1024;
 const BODY_READ: usize = 256 * 1024;
 /// Longest chunk-size or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -26,6 +28,7 @@ pub struct ResponseBody {
     keep_alive: bool,
     idle: Rc<Idle>,
     backend: usize,
+    read_size: usize,
 }
 
 impl ResponseBody {
@@ -42,6 +45,7 @@ impl ResponseBody {
             keep_alive,
             idle,
             backend,
+            read_size: FIRST_READ,
         }
     }
 
@@ -77,7 +81,8 @@ impl Stream for ResponseBody {
                     return Poll::Ready(Some(Err(invalid(why))));
                 }
             }
-            conn.buf.reserve(BODY_READ);
+            conn.buf.reserve(this.decoder.read_size(this.read_size));
+            this.read_size = (this.read_size * 2).min(BODY_READ);
             match poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Ok(0)) => {
@@ -133,6 +138,14 @@ impl Decoder {
             Framing::Length(n) => Decoder::Length(n),
             Framing::Chunked => Decoder::Chunked(Chunked::Size),
             Framing::Close => Decoder::Close,
+        }
+    }
+
+    /// How much to read next, at most `size`: no more than a known length needs.
+    fn read_size(&self, size: usize) -> usize {
+        match self {
+            Decoder::Length(left) => usize::try_from(*left).map_or(size, |n| n.min(size)),
+            Decoder::Chunked(_) | Decoder::Close => size,
         }
     }
 

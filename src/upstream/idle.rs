@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::conn::Conn;
 
 /// Largest read buffer an idle connection keeps.
-const RETAINED_BUFFER: usize = 64 * 1024;
+const RETAINED_BUFFER: usize = 16 * 1024;
 /// Idle connections kept per backend and worker, like nginx's `keepalive`: more
 /// than the recent peak of concurrent requests is only held memory and sockets.
 const MAX_IDLE: usize = 64;

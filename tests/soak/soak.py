@@ -7,8 +7,8 @@ Four backends (this script, `backend` mode: one process each, sharing a data
 directory) sit behind sidekick; workers PUT random objects and read them back while a
 chaos thread SIGKILLs a random backend every few seconds and restarts it. Fails when a
 PUT that returned 200 reads back different, when sidekick's RSS at the end is more than
-10% above its level after the first minute (a third of a shorter run), or when its open file
-descriptors grew. Everything started is stopped on exit.
+10% above its level after the first minute (a third of a shorter run; medians of
+once-a-second readings), or when its open file descriptors grew. Everything started is stopped on exit.
 """
 import argparse
 import hashlib
@@ -19,6 +19,7 @@ import random
 import signal
 import socket
 import socketserver
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -186,10 +187,20 @@ class Soak:
         for t in threads:
             t.start()
         warm = min(60, self.args.seconds / 3)
-        time.sleep(warm)  # paces the run: the load goes on meanwhile
-        rss_warm, fds_warm = self.rss_kib(), self.fds()
-        time.sleep(self.args.seconds - warm)
-        rss_end, fds_end = self.rss_kib(), self.fds()
+        # RSS once a second (this also paces the run: the load goes on meanwhile).
+        # Buffers in flight make single readings swing by a few MiB, so the check
+        # compares the median of the seconds after warm-up with that of the last ones.
+        samples, start = [], time.time()
+        while time.time() - start < self.args.seconds:
+            time.sleep(1)
+            samples.append((time.time() - start, self.rss_kib()))
+            if len(samples) == int(warm):
+                fds_warm = self.fds()
+        fds_end = self.fds()
+        window = max(5, int(warm / 4))
+        after_warm = [r for t, r in samples if warm <= t < warm + window]
+        last = [r for _, r in samples[-window:]]
+        rss_warm, rss_end = int(statistics.median(after_warm)), int(statistics.median(last))
         self.stop.set()
         for t in threads:
             t.join()
