@@ -7,7 +7,7 @@ Four backends (this script, `backend` mode: one process each, sharing a data
 directory) sit behind sidekick; workers PUT random objects and read them back while a
 chaos thread SIGKILLs a random backend every few seconds and restarts it. Fails when a
 PUT that returned 200 reads back different, when sidekick's RSS at the end is more than
-10% above its level after the first minute (a third of a shorter run; medians of
+10% above its level after the first minute (half of a shorter run; medians of
 once-a-second readings), or when its open file descriptors grew. Everything started is stopped on exit.
 """
 import argparse
@@ -186,7 +186,7 @@ class Soak:
         threads.append(threading.Thread(target=self.chaos))
         for t in threads:
             t.start()
-        warm = min(60, self.args.seconds / 3)
+        warm = min(60, self.args.seconds / 2)
         # RSS once a second (this also paces the run: the load goes on meanwhile).
         # Buffers in flight make single readings swing by a few MiB, so the check
         # compares the median of the seconds after warm-up with that of the last ones.
