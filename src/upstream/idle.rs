@@ -109,3 +109,33 @@ async fn sweep(idle: Weak<Idle>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::conn::Io;
+    use super::*;
+
+    #[test]
+    fn uploads_take_only_recently_used_connections() {
+        actix_rt::System::new().block_on(async {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let client = actix_rt::net::TcpStream::connect(listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let _server = listener.accept().unwrap();
+            let now = Instant::now();
+            let conn = Conn {
+                io: Io::Plain(client),
+                buf: bytes::BytesMut::new(),
+                opened: now,
+                idle_since: now,
+            };
+            let idle = Idle::new(Duration::from_secs(60), Duration::from_secs(3600));
+            idle.put(0, conn);
+            // As if it had been idle for two seconds.
+            idle.conns.borrow_mut()[0][0].idle_since = now - Duration::from_secs(2);
+            assert!(idle.take(0, super::super::STREAM_REUSE).is_none());
+            assert!(idle.take(0, Duration::MAX).is_some());
+        });
+    }
+}
