@@ -190,6 +190,12 @@ def busy_percent(before, after, cpu):
     return 100.0 * busy / total if total else 0.0
 
 
+def busy_seconds(before, after, cpu):
+    """CPU time `cpu` spent busy between two cpu_busy_ticks() readings: user,
+    system, interrupt and softirq time of whatever ran there."""
+    return (after[cpu][0] - before[cpu][0]) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port(taken=set()):  # taken: ports already handed out this run
     """A free loopback port: bind port 0 and let the kernel choose."""
     while True:
@@ -713,6 +719,12 @@ def full_speed(ctx, proxy, figure, run):
     load_busy = busy_percent(busy_before, busy_after, ctx.gen_cpu)
     record(ctx, f"{figure}_proxy_core", proxy, proxy_busy)
     record(ctx, f"{figure}_load_core", proxy, load_busy)
+    if pinned(proxy):
+        # The proxy has its core to itself, so the core's busy time is its
+        # whole cost, including the loopback TCP work done in softirq.
+        core_us = busy_seconds(busy_before, busy_after, ctx.proxy_cpu) \
+            * 1e6 / r["requests"]
+        record(ctx, f"{figure}_core_us", proxy, core_us)
     per_cpu = ""
     if pids and cpu > 0:
         record(ctx, f"{figure}_per_cpu", proxy, r["requests"] / cpu)
@@ -721,6 +733,11 @@ def full_speed(ctx, proxy, figure, run):
           f"{per_cpu}  cores busy: proxy {proxy_busy:3.0f}%"
           f" load {load_busy:3.0f}%", flush=True)
     return rps
+
+
+def pinned(proxy):
+    """Whether the proxy runs alone on the proxy's core."""
+    return proxy.name not in ("direct", "sidekick-default")
 
 
 def scraped_requests(proxy):
@@ -805,6 +822,12 @@ LARGE_TRANSFERS = [
 ]
 
 
+# What the core shared by curl and the backends spent per 1 GiB transfer:
+# the client's and the backend's work, which a proxy elsewhere cannot take
+# away but can add to.
+LOAD_COST = {"get_1g_mbs": "get_1g_load_s", "put_1g_mbs": "put_1g_load_s"}
+
+
 def figure_large(ctx):
     """3. One 1 GiB GET, one 1 GiB PUT, eight parallel 128 MiB GETs (MB/s);
     also each proxy's peak RSS during them."""
@@ -823,11 +846,17 @@ def figure_large(ctx):
             line = []
             for metric, label, transfer, on_sink in LARGE_TRANSFERS:
                 target = instances[on_sink]
+                before = cpu_busy_ticks()
                 value = measure(ctx, f"large {label}", target,
                                 lambda: transfer(ctx, target))
+                after = cpu_busy_ticks()
                 if value is not None:
                     record(ctx, metric, proxy, value)
                     line.append(f"{label} {value:,.0f}")
+                    if metric in LOAD_COST:
+                        # Both 1 GiB transfers move exactly 1 GiB.
+                        record(ctx, LOAD_COST[metric], proxy,
+                               busy_seconds(before, after, ctx.gen_cpu))
             line = ["  ".join(line) + " MB/s"]
             if proxy.proc:
                 peak = max(i.rss_mib("VmHWM") for i in instances)
@@ -958,6 +987,10 @@ SECTIONS = [
          "sidekick-default is not pinned)", "{:.0f}", False),
         ("small_load_core", "Same runs: how busy the core of the load "
          "generator and backends was (%)", "{:.0f}", False),
+        ("small_core_us", "Same runs: the proxy core's busy time per request "
+         "(µs; user, system, interrupt and softirq time from /proc/stat, so "
+         "the loopback TCP work is included; lower is better; pinned proxies "
+         "only)", "{:.2f}", True),
         ("small_per_cpu", "Same runs: requests per CPU-second charged to the "
          "proxy's processes (user + system time; higher is better). Interrupt "
          "and softirq time, where much of loopback TCP runs, is charged to no "
@@ -979,6 +1012,10 @@ SECTIONS = [
          "{:,.0f}", True),
         ("get_8x128m_mbs", "Eight parallel 128 MiB GETs, aggregate (MB/s, "
          "higher is better)", "{:,.0f}", True),
+        ("get_1g_load_s", "1 GiB GET: busy time of the core shared by curl "
+         "and the backends (CPU-s, lower is better)", "{:.2f}", True),
+        ("put_1g_load_s", "1 GiB PUT: busy time of the core shared by curl "
+         "and the sink (CPU-s, lower is better)", "{:.2f}", True),
     ]),
     ("4. Memory", [
         ("rss_idle_mib", "RSS idle, fresh process (MiB)", "{:.1f}", True),
@@ -1076,6 +1113,39 @@ def targets(ctx):
     ]
 
 
+def limits(ctx):
+    """What bounded the two throughput targets, from the same runs: which
+    core was full, and what each side cost per request or per GiB."""
+    def med(metric, proxy):
+        return median_of(ctx, metric, proxy)
+
+    notes = []
+    load = {n: med("small_load_core", n) for n in ("sidekick", "haproxy")}
+    core = {n: med("small_core_us", n) for n in ("sidekick", "haproxy")}
+    if None not in load.values() and None not in core.values():
+        notes.append(
+            f"- Small requests: the core shared by wrk and the backends was "
+            f"{load['sidekick']:.0f}% busy during sidekick's runs and "
+            f"{load['haproxy']:.0f}% during HAProxy's (direct: "
+            f"{med('small_load_core', 'direct') or 0:.0f}%), so above ~95% "
+            f"that core, not the proxy's, sets the rate. Per request the "
+            f"proxy's core spent {core['sidekick']:.2f} µs for sidekick and "
+            f"{core['haproxy']:.2f} µs for HAProxy "
+            f"({ratio(core['sidekick'], core['haproxy'])}); 1.2x HAProxy's "
+            f"rate needs both a load core with room to spare and at most "
+            f"{core['haproxy'] / 1.2:.2f} µs per request.")
+    put = {n: med("put_1g_load_s", n) for n in ("direct", "sidekick", "haproxy")}
+    if None not in put.values():
+        notes.append(
+            f"- 1 GiB PUT: curl and the sink needed {put['direct']:.2f} "
+            f"CPU-s of their core with no proxy, {put['sidekick']:.2f} through "
+            f"sidekick and {put['haproxy']:.2f} through HAProxy: a proxy on "
+            f"the other core makes the client's and the sink's own copies "
+            f"dearer (the pages they copy were last touched by the other "
+            f"core), and that core is the limit.")
+    return notes
+
+
 def first_line(argv):
     try:
         done = subprocess.run(argv, capture_output=True, text=True,
@@ -1100,9 +1170,18 @@ def machine_facts(ctx):
         binary = ctx.sidekick.relative_to(ROOT)
     except ValueError:
         binary = ctx.sidekick
+    # Boot options that decide where threads run and how idle CPUs wake:
+    # they shape sidekick-default's spread and the latency tail.
+    try:
+        boot = [t for t in Path("/proc/cmdline").read_text().split()
+                if t.startswith(("sched_", "haltpoll", "cpuidle", "idle="))]
+    except OSError:
+        boot = []
     return [
         ("CPU", f"{model}, {os.cpu_count()} CPUs (nproc)"),
         ("Kernel", f"{platform.system()} {platform.release()}"),
+        ("Scheduler and idle boot options", " ".join(f"`{t}`" for t in boot)
+         or "none"),
         ("Load average before the run", " ".join(ctx.loadavg)),
         ("sidekick", f"`{binary}` built from `{commit}`"),
         ("nginx", first_line(["nginx", "-v"]).split("/")[-1]),
@@ -1136,6 +1215,9 @@ def report(ctx, args):
         result = "not measured" if met is None else \
             ("met" if met else "**not met**")
         out.append(f"| {label} | {measured} | {result} |")
+    notes = limits(ctx)
+    if notes:
+        out += ["", "What limited the throughput figures:", ""] + notes
     for heading, metrics in SECTIONS:
         shown = [m for m in metrics if m[0] in ctx.results]
         if not shown:
@@ -1148,7 +1230,9 @@ def report(ctx, args):
             "- Proxies: **direct** is no proxy (the client talks to backend "
             "0); **sidekick** runs with `--workers 1`; **sidekick-default** "
             "at its default worker count (one per CPU it may use), so it is "
-            "not pinned and shares CPU 0 with the load; "
+            "not pinned and shares CPU 0 with the load (where its threads run "
+            "is the kernel's choice: the proxy-core tables show how much of "
+            "CPU 1 it got); "
             "**nginx** and **haproxy** use `bench/nginx-proxy.conf.tmpl` and "
             "`bench/haproxy.cfg.tmpl` (one worker/thread, least connections, "
             "keep-alive upstreams, no buffering).",
