@@ -697,9 +697,17 @@ def figure_small(ctx):
     warm_up(ctx)
     for run, proxy in each_run(ctx):
         if measure(ctx, "small", proxy,
-                   lambda: full_speed(ctx, proxy, "small", run)) is not None \
-                and proxy.name.startswith("sidekick"):
+                   lambda: full_speed(ctx, proxy, "small", run)) is None:
+            continue
+        if proxy.name.startswith("sidekick"):
             ctx.metrics_seen[proxy.name] = scraped_requests(proxy)
+        if proxy.proc:
+            record(ctx, "rss_small_mib", proxy, proxy.rss_mib())
+    # Growth of the same process from its first run to its last.
+    for name, values in ctx.results.get("rss_small_mib", {}).items():
+        if len(values) > 1:
+            ctx.results.setdefault("rss_growth_pct", {})[name] = \
+                [100 * (values[-1] - values[0]) / values[0]]
 
 
 def full_speed(ctx, proxy, figure, run):
@@ -1023,6 +1031,10 @@ SECTIONS = [
          "(MiB)", "{:.1f}", True),
         ("rss_peak_mib", "Peak RSS (VmHWM) during figure 3 (MiB)", "{:.1f}",
          True),
+        ("rss_small_mib", "RSS after each run of figure 1, same process "
+         "throughout (MiB)", "{:.1f}", True),
+        ("rss_growth_pct", "RSS growth from the first run of figure 1 to the "
+         "last, same process (%)", "{:+.1f}", False),
     ]),
     ("6. HTTPS", [
         ("tls_rps", "Keep-alive GET /small over TLS 1.3, same ECDSA "
@@ -1090,8 +1102,9 @@ def targets(ctx):
         value = med(metric)
         if value is None:
             return (label, "not measured", None)
-        return (label, f"{value:.3f} {unit}" if unit == "ms"
-                else f"{value:.1f} {unit}", value <= limit)
+        shown = {"ms": f"{value:.3f} ms", "%": f"{value:+.1f}%"}.get(
+            unit, f"{value:.1f} {unit}")
+        return (label, shown, value <= limit)
 
     failed, haproxy_failed = med("failover_failed"), \
         med("failover_failed", "haproxy")
@@ -1109,6 +1122,8 @@ def targets(ctx):
         at_most("rss_idle_mib", 10, "RSS idle <= 10 MiB", "MiB"),
         at_most("rss_conns_mib", 40,
                 "RSS with 1,000 idle connections <= 40 MiB", "MiB"),
+        at_most("rss_growth_pct", 5,
+                "RSS growth across repeated runs <= 5%", "%"),
         failover,
     ]
 
@@ -1123,11 +1138,12 @@ def limits(ctx):
     load = {n: med("small_load_core", n) for n in ("sidekick", "haproxy")}
     core = {n: med("small_core_us", n) for n in ("sidekick", "haproxy")}
     if None not in load.values() and None not in core.values():
+        direct = med("small_load_core", "direct")
+        direct = "" if direct is None else f" (direct: {direct:.0f}%)"
         notes.append(
             f"- Small requests: the core shared by wrk and the backends was "
             f"{load['sidekick']:.0f}% busy during sidekick's runs and "
-            f"{load['haproxy']:.0f}% during HAProxy's (direct: "
-            f"{med('small_load_core', 'direct') or 0:.0f}%), so above ~95% "
+            f"{load['haproxy']:.0f}% during HAProxy's{direct}, so above ~95% "
             f"that core, not the proxy's, sets the rate. Per request the "
             f"proxy's core spent {core['sidekick']:.2f} µs for sidekick and "
             f"{core['haproxy']:.2f} µs for HAProxy "
