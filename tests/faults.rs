@@ -266,3 +266,56 @@ fn slowloris_clients_do_not_stop_normal_requests() {
         );
     }
 }
+
+/// Answers health checks; refuses anything else with 413 as soon as its head is in,
+/// without reading the body, and closes, as servers do that reject an upload early.
+fn refuse_upload(mut conn: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    let answer: &[u8] = if head.starts_with(b"GET /health") {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    } else {
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
+    };
+    let _ = conn.write_all(answer);
+    // Closed with the body unread: the kernel resets the connection.
+}
+
+#[test]
+fn a_backend_refusing_an_upload_early_is_answered_not_blamed() {
+    let backend = on("127.0.0.1", refuse_upload);
+    let sk = Sidekick::start(&[&format!("http://{backend}")]);
+    wait_for("up", LONG, || sk.health() == 200);
+    // Streamed (larger than the retry buffer), and more than socket buffers hold, so
+    // sidekick is still sending when the backend resets the connection.
+    const SIZE: usize = 64 << 20;
+    // Once blamed, the only backend would be down and the next upload a 502.
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(sk.addr).unwrap();
+        client.set_read_timeout(Some(LONG)).unwrap();
+        client.set_write_timeout(Some(LONG)).unwrap();
+        write!(
+            client,
+            "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
+        )
+        .unwrap();
+        let mut w = client.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let chunk = vec![b'x'; 1 << 16];
+            for _ in 0..SIZE >> 16 {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
+        assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
+        writer.join().unwrap();
+    }
+}

@@ -123,16 +123,16 @@ impl Upstream {
         let deadline = self.response_timeout;
         if body.replayable() {
             let exchange = async {
-                write_buffered(conn, head, body).await?;
-                read_head(conn, head_request).await
+                let sent = write_buffered(conn, head, body).await;
+                answer(conn, sent, head_request).await
             };
             return actix_rt::time::timeout(deadline, exchange)
                 .await
                 .map_err(|_| Error::Timeout)?;
         }
         // An upload takes as long as the client sends; the deadline starts after it.
-        write_streamed(conn, backend, head, body).await?;
-        actix_rt::time::timeout(deadline, read_head(conn, head_request))
+        let sent = write_streamed(conn, backend, head, body).await;
+        actix_rt::time::timeout(deadline, answer(conn, sent, head_request))
             .await
             .map_err(|_| Error::Timeout)?
     }
@@ -254,6 +254,29 @@ fn chunk(out: &mut BytesMut, data: &[u8]) {
     let _ = write!(out, "{:x}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+/// The response head once the request is out. A backend may answer before it has
+/// read the whole body (413, 403) and close, which fails the rest of the upload:
+/// the answer it sent goes to the client rather than a 502, and the backend is not
+/// blamed. Without one, the send error stands (a stale connection, a crash).
+async fn answer(
+    conn: &mut Conn,
+    sent: Result<(), Error>,
+    head_request: bool,
+) -> Result<ResponseHead, Error> {
+    match sent {
+        Ok(()) => read_head(conn, head_request).await,
+        Err(Error::Send(e)) => match read_head(conn, head_request).await {
+            Ok(mut head) => {
+                // Part of the request is still unsent: the connection is done.
+                head.keep_alive = false;
+                Ok(head)
+            }
+            Err(_) => Err(Error::Send(e)),
+        },
+        Err(e) => Err(e),
+    }
 }
 
 /// Reads up to a final response head, skipping interim ones (100, 103).
