@@ -134,10 +134,15 @@ pub async fn handle(
             Err(e) => e,
         };
         crate::trace::failed(&req, &error);
-        shared.pool.do_send(Failure {
-            id: backend.id,
-            error: error.to_string(),
-        });
+        if matches!(error, upstream::Error::Stale) {
+            // Counted, but the backend stays up: the race was no sign of it failing.
+            backend.stats.failures.fetch_add(1, Relaxed);
+        } else {
+            shared.pool.do_send(Failure {
+                id: backend.id,
+                error: error.to_string(),
+            });
+        }
         failed.push(backend.id);
         let retry = body.replayable()
             && failed.len() <= shared.max_retries

@@ -264,6 +264,31 @@ fn backend_connections_are_reused_and_stale_ones_replaced() {
 }
 
 #[test]
+fn a_post_on_a_kept_connection_closed_under_it_fails_alone() {
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&["--workers", "1", &backend.url()]);
+    sk.wait_up(1);
+    // The backend closes that connection when the next request arrives on it.
+    assert_eq!(sk.get("/close-next").status, 200);
+    // A POST may have been acted on: it is not sent again, the client gets a 502...
+    assert_eq!(request(sk.addr, "POST", "/p", &[], b"once").status, 502);
+    // ...but the backend is not marked down for an idle-timeout race. The Pool
+    // answers the scrape after any failure report sent before it.
+    let scrape = sk.get("/.prometheus/metrics").text();
+    let up = format!("sidekick_up{{endpoint=\"{}\",", backend.url());
+    let errors = format!("sidekick_errors_total{{endpoint=\"{}\",", backend.url());
+    for (prefix, value) in [(up, " 1"), (errors, " 1")] {
+        assert!(
+            scrape
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.ends_with(value)),
+            "{prefix} not{value} in {scrape}"
+        );
+    }
+    assert_eq!(sk.get("/after").status, 200);
+}
+
+#[test]
 fn interim_heads_trailers_and_bodies_that_end_with_the_connection() {
     let (_backend, sk) = setup();
     // 100 and 103 heads are skipped; the client gets the final answer.

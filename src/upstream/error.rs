@@ -19,6 +19,10 @@ pub enum Error {
     Read(io::Error),
     #[display("connection closed before the response")]
     Closed,
+    /// A kept connection was closed as the request went out, and the request could
+    /// not be sent again: the idle-timeout race, not a sign of a failing backend.
+    #[display("kept connection closed by the backend as the request went out")]
+    Stale,
     #[display("no response within the timeout")]
     Timeout,
     #[display("invalid response: {_0}")]

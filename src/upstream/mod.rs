@@ -74,9 +74,11 @@ impl Upstream {
 
     /// Sends one request to `backend` and reads the response head. A pooled
     /// connection the backend had closed meanwhile is replaced by a fresh one when
-    /// the request may be sent again (`retry_stale`). A body that can be sent only
-    /// once rides only a connection used moments ago, which the backend cannot be
-    /// timing out as idle; otherwise it gets a new one.
+    /// the request may be sent again (`retry_stale`). A request that cannot be sent
+    /// again (its body streamed, or a POST) rides only a connection used moments
+    /// ago, which the backend cannot be timing out as idle; otherwise it gets a new
+    /// one. Should a kept connection still turn out closed, the error is
+    /// `Error::Stale`: the request is lost, but the backend is not to blame.
     pub async fn exchange(
         &self,
         backend: &Arc<Backend>,
@@ -86,7 +88,7 @@ impl Upstream {
         retry_stale: bool,
     ) -> Result<Response, Error> {
         loop {
-            let fresh = match body.replayable() {
+            let fresh = match body.replayable() && retry_stale {
                 true => Duration::MAX,
                 false => STREAM_REUSE,
             };
@@ -106,6 +108,10 @@ impl Upstream {
                 Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
                     // Its siblings are likely just as dead.
                     self.idle.clear(backend.id);
+                }
+                Err(e) if reused && e.stale() => {
+                    self.idle.clear(backend.id);
+                    return Err(Error::Stale);
                 }
                 Err(e) => return Err(e),
             }
