@@ -36,11 +36,15 @@ fn one_gib_download_and_upload_are_identical_in_bounded_memory() {
         hash.update(&buf[..n]);
         got += n as u64;
     }
-    let sent = backend
-        .seen()
-        .into_iter()
-        .find(|s| s.method == "SENT")
-        .expect("backend sent");
+    // The backend records what it sent once its last write returns, which may be
+    // just after the client has read the last byte.
+    let sent = || backend.seen().into_iter().find(|s| s.method == "SENT");
+    wait_for(
+        "backend's record of the download",
+        Duration::from_secs(10),
+        || sent().is_some(),
+    );
+    let sent = sent().expect("backend sent");
     assert_eq!(hex(&hash.finalize()), sent.body_sha, "download differs");
 
     // Upload on the same keep-alive connection.
