@@ -1042,6 +1042,8 @@ SECTIONS = [
          True),
         ("tls_proxy_core", "Same runs: how busy the proxy's core was (%)",
          "{:.0f}", False),
+        ("tls_core_us", "Same runs: the proxy core's busy time per request "
+         "(µs, lower is better)", "{:.2f}", True),
         ("tls_per_cpu", "Same runs: requests per CPU-second charged to the "
          "proxy's processes (higher is better)", "{:,.0f}", True),
     ]),
