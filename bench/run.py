@@ -1152,6 +1152,12 @@ def limits(ctx):
             f"({ratio(core['sidekick'], core['haproxy'])}); 1.2x HAProxy's "
             f"rate needs both a load core with room to spare and at most "
             f"{core['haproxy'] / 1.2:.2f} µs per request.")
+        rps = {n: med("small_rps", n) for n in ("haproxy", "direct")}
+        if None not in rps.values():
+            notes[-1] += (
+                f" That rate, {1.2 * rps['haproxy']:,.0f} req/s, is "
+                f"{ratio(1.2 * rps['haproxy'], rps['direct'])} direct's, and "
+                f"direct (no proxy at all) is bounded by the same core.")
     put = {n: med("put_1g_load_s", n) for n in ("direct", "sidekick", "haproxy")}
     if None not in put.values():
         notes.append(
