@@ -58,8 +58,10 @@ impl Idle {
     /// Keeps a connection whose last response was read completely.
     pub fn put(self: &Rc<Self>, id: usize, mut conn: Conn) {
         conn.idle_since = Instant::now();
-        if conn.buf.capacity() > RETAINED_BUFFER {
-            // Let a large transfer's read buffer go rather than keep it idle.
+        // Let a large transfer's read buffer go rather than keep it idle. After
+        // split_to, capacity() counts only the unused tail: try_reclaim tells
+        // whether the whole allocation is larger.
+        if conn.buf.capacity() > RETAINED_BUFFER || conn.buf.try_reclaim(RETAINED_BUFFER + 1) {
             conn.buf = bytes::BytesMut::new();
         }
         {
@@ -115,25 +117,48 @@ mod tests {
     use super::super::conn::Io;
     use super::*;
 
+    /// A connection to a listener that accepted it, with `buf` as its read buffer.
+    async fn connection(buf: bytes::BytesMut) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = actix_rt::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let now = Instant::now();
+        let conn = Conn {
+            io: Io::Plain(client),
+            buf,
+            opened: now,
+            idle_since: now,
+        };
+        (conn, server)
+    }
+
+    #[test]
+    fn a_kept_connection_lets_a_large_read_buffer_go() {
+        actix_rt::System::new().block_on(async {
+            // A 256 KiB read buffer whose data has all been split off: capacity()
+            // shows only the last 100 bytes.
+            let mut buf = bytes::BytesMut::with_capacity(256 << 10);
+            buf.resize((256 << 10) - 100, 0);
+            drop(buf.split());
+            assert!(buf.capacity() <= RETAINED_BUFFER);
+            let (conn, _server) = connection(buf).await;
+            let idle = Idle::new(Duration::from_secs(60), Duration::from_secs(3600));
+            idle.put(0, conn);
+            let mut kept = idle.take(0, Duration::MAX).unwrap();
+            assert!(!kept.buf.try_reclaim(RETAINED_BUFFER + 1));
+        });
+    }
+
     #[test]
     fn uploads_take_only_recently_used_connections() {
         actix_rt::System::new().block_on(async {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let client = actix_rt::net::TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap();
-            let _server = listener.accept().unwrap();
-            let now = Instant::now();
-            let conn = Conn {
-                io: Io::Plain(client),
-                buf: bytes::BytesMut::new(),
-                opened: now,
-                idle_since: now,
-            };
+            let (conn, _server) = connection(bytes::BytesMut::new()).await;
             let idle = Idle::new(Duration::from_secs(60), Duration::from_secs(3600));
             idle.put(0, conn);
             // As if it had been idle for two seconds.
-            idle.conns.borrow_mut()[0][0].idle_since = now - Duration::from_secs(2);
+            idle.conns.borrow_mut()[0][0].idle_since = Instant::now() - Duration::from_secs(2);
             assert!(idle.take(0, super::super::STREAM_REUSE).is_none());
             assert!(idle.take(0, Duration::MAX).is_some());
         });
