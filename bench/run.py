@@ -1315,8 +1315,9 @@ def report(ctx, args):
             "objects as files from tmpfs (page cache, sendfile).",
             "- PUT: nginx answers before it has read a body it discards, so "
             "the PUT figure uses four sink ports served by `run.py "
-            "--put-sink`, which reads every byte into a reused buffer and "
-            "replies with the byte count (checked to be 1 GiB); each proxy "
+            "--put-sink`, which splices every byte to /dev/null (no copy, as "
+            "the GET backends' sendfile) and replies with the byte count "
+            "(checked to be 1 GiB); each proxy "
             "gets a second instance in front of those sink ports.",
             f"- Latency: {LATENCY_CONNS} connections, each pausing a random "
             f"1–{2 * LATENCY_MEAN_DELAY_MS - 1} ms before each request (so "
