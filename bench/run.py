@@ -22,6 +22,7 @@ bench/RESULTS-partial.md instead of bench/RESULTS.md.
 import argparse
 import atexit
 import datetime
+import fcntl
 import http.client
 import json
 import os
@@ -383,7 +384,8 @@ class Backend:
 # read into a reused buffer.
 
 SPLICE_PIPE = MIB
-F_SETPIPE_SZ = 1031  # fcntl.h; the fcntl module has no name for it before 3.10
+# fcntl.h's value; the fcntl module names it from Python 3.10 on.
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class Discard:
@@ -392,7 +394,6 @@ class Discard:
     def __init__(self):
         self.r, self.w = os.pipe()
         try:
-            import fcntl
             fcntl.fcntl(self.w, F_SETPIPE_SZ, SPLICE_PIPE)
         except OSError:  # pipe-max-size below 1 MiB: the default pipe works too
             pass
@@ -1213,9 +1214,9 @@ def limits(ctx):
             f"- 1 GiB PUT: curl and the sink needed {put['direct']:.2f} "
             f"CPU-s of their core with no proxy, {put['sidekick']:.2f} through "
             f"sidekick and {put['haproxy']:.2f} through HAProxy: a proxy on "
-            f"the other core makes the client's and the sink's own copies "
-            f"dearer (the pages they copy were last touched by the other "
-            f"core), and that core is the limit.")
+            f"the other core makes curl's copies dearer (the pages it copies "
+            f"into were last touched by the other core), and that core is the "
+            f"limit.")
     return notes
 
 
