@@ -319,3 +319,115 @@ fn a_backend_refusing_an_upload_early_is_answered_not_blamed() {
         writer.join().unwrap();
     }
 }
+
+/// Like `refuse_upload`, but keeps the connection open without reading the body, as
+/// servers that linger before closing do.
+fn refuse_upload_and_linger(mut conn: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    if head.starts_with(b"GET /health") {
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    let _ = conn.write_all(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
+    );
+    // Open, unread, until the test process ends.
+    let _open = conn;
+    loop {
+        thread::park();
+    }
+}
+
+#[test]
+fn a_backend_refusing_an_upload_early_is_answered_while_it_lingers() {
+    let backend = on("127.0.0.1", refuse_upload_and_linger);
+    let sk = Sidekick::start(&[&format!("http://{backend}")]);
+    wait_for("up", LONG, || sk.health() == 200);
+    // Far more than the socket buffers hold: sidekick's writes stall, and the answer
+    // must reach the client all the same (the interim 100 is skipped).
+    const SIZE: usize = 64 << 20;
+    let mut client = TcpStream::connect(sk.addr).unwrap();
+    client.set_read_timeout(Some(LONG)).unwrap();
+    client.set_write_timeout(Some(LONG)).unwrap();
+    write!(
+        client,
+        "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
+    )
+    .unwrap();
+    let mut w = client.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..SIZE >> 16 {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
+    writer.join().unwrap();
+}
+
+/// Body bytes `accept_early` has read, over all its connections.
+static EARLY_READ: AtomicUsize = AtomicUsize::new(0);
+
+/// Answers 200 as soon as a request's head is in, then reads the whole body slowly:
+/// an early answer that still takes the upload.
+fn accept_early(mut conn: TcpStream) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    if head.starts_with(b"GET /health") {
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
+    let body_start = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    EARLY_READ.fetch_add(head.len() - body_start, SeqCst);
+    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n) = conn.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        EARLY_READ.fetch_add(n, SeqCst);
+        // Paced, so that sidekick's writes wait for it with the answer in.
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn an_early_answer_that_takes_the_body_gets_all_of_it() {
+    let backend = on("127.0.0.1", accept_early);
+    let sk = Sidekick::start(&[&format!("http://{backend}")]);
+    wait_for("up", LONG, || sk.health() == 200);
+    // Streamed, and read by the backend slower than sidekick sends it.
+    const SIZE: usize = 16 << 20;
+    let mut client = TcpStream::connect(sk.addr).unwrap();
+    client.set_read_timeout(Some(LONG)).unwrap();
+    write!(
+        client,
+        "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
+    )
+    .unwrap();
+    client.write_all(&vec![b'x'; SIZE]).unwrap();
+    let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
+    assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
+    wait_for("the whole upload at the backend", LONG, || {
+        EARLY_READ.load(SeqCst) >= SIZE
+    });
+    assert_eq!(EARLY_READ.load(SeqCst), SIZE);
+}

@@ -14,8 +14,9 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
+use tokio_util::io::poll_read_buf;
 
-use super::Error;
+use super::{head, Error};
 use crate::backend::Backend;
 
 pub enum Io {
@@ -73,6 +74,33 @@ impl Conn {
             opened: now,
             idle_since: now,
         })
+    }
+
+    /// For an upload the backend has stopped reading: whether it has refused the
+    /// rest (a final error answer, or one that closes; RFC 9112 §9.5) or closed.
+    /// Reads what is there without waiting, registering `cx` for more; interim
+    /// heads are skipped. An answer that still takes the body is left unread.
+    pub fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            let mut at = 0;
+            loop {
+                match head::parse(&self.buf[at..], false) {
+                    Ok(Some((head, len))) if head.interim() => at += len,
+                    Ok(Some((head, _))) if head.status.as_u16() >= 400 || !head.keep_alive => {
+                        return Poll::Ready(())
+                    }
+                    Ok(Some(_)) => return Poll::Pending,
+                    Err(_) => return Poll::Ready(()),
+                    Ok(None) => break,
+                }
+            }
+            self.buf.reserve(4096);
+            match poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(n)) if n > 0 => {}
+                Poll::Ready(_) => return Poll::Ready(()),
+            }
+        }
     }
 
     /// An idle connection is usable when reading it would block: the backend has

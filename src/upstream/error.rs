@@ -25,6 +25,9 @@ pub enum Error {
     Stale,
     #[display("no response within the timeout")]
     Timeout,
+    /// The backend sent its answer while an upload to it was still going out.
+    #[display("answered before the upload was sent")]
+    Answered,
     #[display("invalid response: {_0}")]
     Invalid(&'static str),
     /// The client's own request body failed; the backend did nothing wrong.

@@ -9,16 +9,18 @@ pub mod head;
 mod idle;
 
 use std::future::poll_fn;
+use std::io::ErrorKind::WriteZero;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_web::error::PayloadError;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_util::io::poll_read_buf;
 
@@ -243,12 +245,36 @@ where
         if chunked {
             framed.clear();
             chunk(&mut framed, &data);
-            conn.io.write_all(&framed).await.map_err(Error::Send)?;
+            write_upload(conn, &framed).await?;
         } else {
-            conn.io.write_all(&data).await.map_err(Error::Send)?;
+            write_upload(conn, &data).await?;
         }
     }
     Ok(())
+}
+
+/// Writes part of an upload. While the backend is not reading, sidekick watches for
+/// its answer: a server that refuses an upload from its head (413, 403) and leaves
+/// the connection open unread would otherwise hold the client's answer until it
+/// closes. `Error::Answered` stops the upload.
+async fn write_upload(conn: &mut Conn, mut data: &[u8]) -> Result<(), Error> {
+    poll_fn(|cx| {
+        while !data.is_empty() {
+            match Pin::new(&mut conn.io).poll_write(cx, data) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(Error::Send(WriteZero.into()))),
+                Poll::Ready(Ok(n)) => data = &data[n..],
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::Send(e))),
+                Poll::Pending => {
+                    return match conn.poll_answer(cx) {
+                        Poll::Ready(()) => Poll::Ready(Err(Error::Answered)),
+                        Poll::Pending => Poll::Pending,
+                    }
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    })
+    .await
 }
 
 /// One chunk of a chunked body (nothing for no data: a zero size ends the body).
@@ -263,25 +289,29 @@ fn chunk(out: &mut BytesMut, data: &[u8]) {
 }
 
 /// The response head once the request is out. A backend may answer before it has
-/// read the whole body (413, 403) and close, which fails the rest of the upload:
-/// the answer it sent goes to the client rather than a 502, and the backend is not
-/// blamed. Without one, the send error stands (a stale connection, a crash).
+/// read the whole body (413, 403) and close, which fails the rest of the upload, or
+/// stop reading (`Error::Answered`): the answer it sent goes to the client rather
+/// than a 502, and the backend is not blamed. Without one, the send error stands (a
+/// stale connection, a crash).
 async fn answer(
     conn: &mut Conn,
     sent: Result<(), Error>,
     head_request: bool,
 ) -> Result<ResponseHead, Error> {
-    match sent {
-        Ok(()) => read_head(conn, head_request).await,
-        Err(Error::Send(e)) => match read_head(conn, head_request).await {
-            Ok(mut head) => {
-                // Part of the request is still unsent: the connection is done.
-                head.keep_alive = false;
-                Ok(head)
-            }
-            Err(_) => Err(Error::Send(e)),
-        },
-        Err(e) => Err(e),
+    let unsent = match sent {
+        Ok(()) => return read_head(conn, head_request).await,
+        Err(e @ (Error::Send(_) | Error::Answered)) => e,
+        Err(e) => return Err(e),
+    };
+    match read_head(conn, head_request).await {
+        Ok(mut head) => {
+            // Part of the request is still unsent: the connection is done.
+            head.keep_alive = false;
+            Ok(head)
+        }
+        // It closed or broke instead of answering.
+        Err(e) if matches!(unsent, Error::Answered) => Err(e),
+        Err(_) => Err(unsent),
     }
 }
 
