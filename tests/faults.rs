@@ -267,113 +267,50 @@ fn slowloris_clients_do_not_stop_normal_requests() {
     }
 }
 
-/// Answers health checks; refuses anything else with 413 as soon as its head is in,
-/// without reading the body, and closes, as servers do that reject an upload early.
-fn refuse_upload(mut conn: TcpStream) {
+/// Reads a request head (and whatever body bytes came with it); answers health
+/// checks itself, returning None for them.
+fn head_unless_health(conn: &mut TcpStream) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         match conn.read(&mut buf) {
             Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-            _ => return,
-        }
-    }
-    let answer: &[u8] = if head.starts_with(b"GET /health") {
-        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    } else {
-        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"
-    };
-    let _ = conn.write_all(answer);
-    // Closed with the body unread: the kernel resets the connection.
-}
-
-#[test]
-fn a_backend_refusing_an_upload_early_is_answered_not_blamed() {
-    let backend = on("127.0.0.1", refuse_upload);
-    let sk = Sidekick::start(&[&format!("http://{backend}")]);
-    wait_for("up", LONG, || sk.health() == 200);
-    // Streamed (larger than the retry buffer), and more than socket buffers hold, so
-    // sidekick is still sending when the backend resets the connection.
-    const SIZE: usize = 64 << 20;
-    // Once blamed, the only backend would be down and the next upload a 502.
-    for _ in 0..3 {
-        let mut client = TcpStream::connect(sk.addr).unwrap();
-        client.set_read_timeout(Some(LONG)).unwrap();
-        client.set_write_timeout(Some(LONG)).unwrap();
-        write!(
-            client,
-            "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
-        )
-        .unwrap();
-        let mut w = client.try_clone().unwrap();
-        let writer = thread::spawn(move || {
-            let chunk = vec![b'x'; 1 << 16];
-            for _ in 0..SIZE >> 16 {
-                if w.write_all(&chunk).is_err() {
-                    break;
-                }
-            }
-        });
-        let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
-        assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
-        writer.join().unwrap();
-    }
-}
-
-/// Like `refuse_upload`, but keeps the connection open without reading the body, as
-/// servers that linger before closing do.
-fn refuse_upload_and_linger(mut conn: TcpStream) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut buf) {
-            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-            _ => return,
+            _ => return None,
         }
     }
     if head.starts_with(b"GET /health") {
         let _ =
             conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return None;
+    }
+    Some(head)
+}
+
+const TOO_LARGE: &[u8] =
+    b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+
+/// Refuses every upload with 413 as soon as its head is in, without reading the
+/// body, and closes, as servers do that reject an upload early.
+fn refuse_upload(mut conn: TcpStream) {
+    if head_unless_health(&mut conn).is_some() {
+        let _ = conn.write_all(TOO_LARGE);
+    }
+    // Closed with the body unread: the kernel resets the connection.
+}
+
+/// Like `refuse_upload`, but keeps the connection open without reading the body, as
+/// servers that linger before closing do; an interim 100 comes first.
+fn refuse_upload_and_linger(mut conn: TcpStream) {
+    if head_unless_health(&mut conn).is_none() {
         return;
     }
-    let _ = conn.write_all(
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large",
-    );
+    let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+    let _ = conn.write_all(TOO_LARGE);
     // Open, unread, until the test process ends.
     let _open = conn;
     loop {
         thread::park();
     }
-}
-
-#[test]
-fn a_backend_refusing_an_upload_early_is_answered_while_it_lingers() {
-    let backend = on("127.0.0.1", refuse_upload_and_linger);
-    let sk = Sidekick::start(&[&format!("http://{backend}")]);
-    wait_for("up", LONG, || sk.health() == 200);
-    // Far more than the socket buffers hold: sidekick's writes stall, and the answer
-    // must reach the client all the same (the interim 100 is skipped).
-    const SIZE: usize = 64 << 20;
-    let mut client = TcpStream::connect(sk.addr).unwrap();
-    client.set_read_timeout(Some(LONG)).unwrap();
-    client.set_write_timeout(Some(LONG)).unwrap();
-    write!(
-        client,
-        "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
-    )
-    .unwrap();
-    let mut w = client.try_clone().unwrap();
-    let writer = thread::spawn(move || {
-        let chunk = vec![b'x'; 1 << 16];
-        for _ in 0..SIZE >> 16 {
-            if w.write_all(&chunk).is_err() {
-                break;
-            }
-        }
-    });
-    let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
-    assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
-    writer.join().unwrap();
 }
 
 /// Body bytes `accept_early` has read, over all its connections.
@@ -382,19 +319,9 @@ static EARLY_READ: AtomicUsize = AtomicUsize::new(0);
 /// Answers 200 as soon as a request's head is in, then reads the whole body slowly:
 /// an early answer that still takes the upload.
 fn accept_early(mut conn: TcpStream) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match conn.read(&mut buf) {
-            Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-            _ => return,
-        }
-    }
-    if head.starts_with(b"GET /health") {
-        let _ =
-            conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let Some(head) = head_unless_health(&mut conn) else {
         return;
-    }
+    };
     let body_start = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     EARLY_READ.fetch_add(head.len() - body_start, SeqCst);
     let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
@@ -409,22 +336,65 @@ fn accept_early(mut conn: TcpStream) {
     }
 }
 
-#[test]
-fn an_early_answer_that_takes_the_body_gets_all_of_it() {
-    let backend = on("127.0.0.1", accept_early);
-    let sk = Sidekick::start(&[&format!("http://{backend}")]);
-    wait_for("up", LONG, || sk.health() == 200);
-    // Streamed, and read by the backend slower than sidekick sends it.
-    const SIZE: usize = 16 << 20;
+/// PUTs `size` bytes through sidekick, the body written on a thread of its own while
+/// the answer is read (which may come before the body is all out).
+fn upload(sk: &Sidekick, size: usize) -> Response {
     let mut client = TcpStream::connect(sk.addr).unwrap();
     client.set_read_timeout(Some(LONG)).unwrap();
+    client.set_write_timeout(Some(LONG)).unwrap();
     write!(
         client,
-        "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {SIZE}\r\n\r\n"
+        "PUT /b/k HTTP/1.1\r\nHost: h\r\nContent-Length: {size}\r\n\r\n"
     )
     .unwrap();
-    client.write_all(&vec![b'x'; SIZE]).unwrap();
+    let mut w = client.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let chunk = vec![b'x'; 1 << 16];
+        for _ in 0..size >> 16 {
+            if w.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+    });
     let resp = read_response(&mut std::io::BufReader::new(client), false).unwrap();
+    writer.join().unwrap();
+    resp
+}
+
+/// sidekick in front of one raw backend, up.
+fn only(act: fn(TcpStream)) -> Sidekick {
+    let sk = Sidekick::start(&[&format!("http://{}", on("127.0.0.1", act))]);
+    wait_for("up", LONG, || sk.health() == 200);
+    sk
+}
+
+#[test]
+fn a_backend_refusing_an_upload_early_is_answered_not_blamed() {
+    let sk = only(refuse_upload);
+    // Streamed (larger than the retry buffer), and more than socket buffers hold, so
+    // sidekick is still sending when the backend resets the connection. Once
+    // blamed, the only backend would be down and the next upload a 502.
+    for _ in 0..3 {
+        let resp = upload(&sk, 64 << 20);
+        assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
+    }
+}
+
+#[test]
+fn a_backend_refusing_an_upload_early_is_answered_while_it_lingers() {
+    let sk = only(refuse_upload_and_linger);
+    // Far more than the socket buffers hold: sidekick's writes stall, and the answer
+    // must reach the client all the same (the interim 100 is skipped).
+    let resp = upload(&sk, 64 << 20);
+    assert_eq!((resp.status, resp.text().as_str()), (413, "too large"));
+}
+
+#[test]
+fn an_early_answer_that_takes_the_body_gets_all_of_it() {
+    let sk = only(accept_early);
+    // Streamed, and read by the backend slower than sidekick sends it.
+    const SIZE: usize = 16 << 20;
+    let resp = upload(&sk, SIZE);
     assert_eq!((resp.status, resp.text().as_str()), (200, "ok"));
     wait_for("the whole upload at the backend", LONG, || {
         EARLY_READ.load(SeqCst) >= SIZE
