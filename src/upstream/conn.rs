@@ -83,7 +83,8 @@ impl Conn {
     pub fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let mut at = 0;
-            loop {
+            // Most waits find nothing read yet: no head to parse.
+            while at < self.buf.len() {
                 match head::parse(&self.buf[at..], false) {
                     Ok(Some((head, len))) if head.interim() => at += len,
                     Ok(Some((head, _))) if head.status.as_u16() >= 400 || !head.keep_alive => {
