@@ -53,7 +53,9 @@ async fn metrics(req: &HttpRequest, pool: &Addr<Pool>) -> HttpResponse {
             .is_ok_and(|v| v.contains("application/openmetrics-text"))
     });
     let rendered = match pool.send(Snapshot).await {
-        Ok(status) => crate::metrics::render(status, openmetrics).map_err(|e| e.to_string()),
+        Ok(status) => {
+            crate::observe::metrics::render(status, openmetrics).map_err(|e| e.to_string())
+        }
         Err(e) => Err(e.to_string()),
     };
     match rendered {

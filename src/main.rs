@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use sidekick::{cli, logging, server, trace};
+use sidekick::config::cli;
+use sidekick::observe::{logging, trace};
+use sidekick::server;
 
 fn main() -> ExitCode {
     let cfg = match cli::parse(std::env::args_os()) {

@@ -11,10 +11,10 @@ use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::cli::{Config, Listen};
-use crate::conn_info::ConnInfo;
+use crate::config::cli::{Config, Listen};
 use crate::pool::{Pool, PoolView};
-use crate::proxy::{self, Shared, Worker};
+use crate::proxy::conn_info::ConnInfo;
+use crate::proxy::handler::{self as proxy, Shared, Worker};
 
 /// Pending connections the kernel may queue (nginx and HAProxy use similar figures).
 const BACKLOG: i32 = 4096;
@@ -31,10 +31,13 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = cfg.max_conns as usize;
     let worker_cfg = cfg.clone();
-    let traced = crate::trace::requests_on();
+    let traced = crate::observe::trace::requests_on();
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(Condition::new(traced, from_fn(crate::trace::middleware)))
+            .wrap(Condition::new(
+                traced,
+                from_fn(crate::observe::trace::middleware),
+            ))
             .app_data(shared.clone())
             .app_data(certificates.clone())
             .app_data(web::Data::new(Worker::new(&worker_cfg)))
@@ -61,7 +64,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     }
     let server = server.run();
     crate::signals::install(server.handle(), pool.clone())?;
-    let _console = crate::console::start(&cfg, pool);
+    let _console = crate::observe::console::start(&cfg, pool);
     server.await
 }
 

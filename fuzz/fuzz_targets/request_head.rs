@@ -6,7 +6,7 @@ use actix_codec::Decoder;
 use actix_http::h1::{Codec, Message};
 use actix_http::ServiceConfig;
 use libfuzzer_sys::fuzz_target;
-use sidekick::validate::{check, Limits};
+use sidekick::proxy::validate::{check, Limits};
 
 thread_local! {
     // actix's service config starts a date timer: it needs a runtime that lives on.
@@ -26,19 +26,19 @@ fuzz_target!(|data: &[u8]| {
     };
     if check(req.head(), limits).is_ok() {
         let peer = actix_http::header::HeaderValue::from_static("127.0.0.1");
-        let target = sidekick::headers::Target {
+        let target = sidekick::proxy::headers::Target {
             method: &req.head().method,
             path: req.head().uri.path_and_query().map_or("/", |p| p.as_str()),
             peer: Some(&peer),
             authority: req.head().uri.authority().map(|a| a.as_str()),
             backend: "127.0.0.1:9000",
-            framing: sidekick::headers::Framing::Chunked,
+            framing: sidekick::proxy::headers::Framing::Chunked,
         };
-        let head = sidekick::headers::request_head(&req.head().headers, &target);
+        let head = sidekick::proxy::headers::request_head(&req.head().headers, &target);
         // What sidekick writes must parse as one complete request head.
         let mut lines = [httparse::EMPTY_HEADER; 128];
         let parsed = httparse::Request::new(&mut lines).parse(&head);
         assert!(matches!(parsed, Ok(httparse::Status::Complete(n)) if n == head.len()));
-        let _ = sidekick::headers::content_length(&req.head().headers);
+        let _ = sidekick::proxy::headers::content_length(&req.head().headers);
     }
 });

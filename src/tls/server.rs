@@ -16,7 +16,7 @@ use rustls::ServerConfig;
 
 use super::auto::Certificates;
 use super::{pem, ServerTls, Source, TlsMax};
-use crate::cli::Config;
+use crate::config::cli::Config;
 
 /// How often the certificate files are looked at.
 const POLL: Duration = Duration::from_secs(1);

@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_util::io::poll_read_buf;
 
 use super::{head, Error};
-use crate::backend::Backend;
+use crate::pool::backend::Backend;
 
 pub enum Io {
     Plain(TcpStream),

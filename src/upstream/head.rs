@@ -5,7 +5,7 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 
 use super::Error;
-use crate::headers::is_hop_by_hop;
+use crate::proxy::headers::is_hop_by_hop;
 
 /// Most header lines a response head may have (HAProxy's default limit is 101).
 pub const MAX_HEADERS: usize = 100;

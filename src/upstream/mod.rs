@@ -30,9 +30,9 @@ pub use error::Error;
 use head::{Framing, ResponseHead};
 use idle::Idle;
 
-use crate::backend::Backend;
-use crate::cli::Config;
-use crate::request_body::Body;
+use crate::config::cli::Config;
+use crate::pool::backend::Backend;
+use crate::proxy::request_body::Body;
 
 /// Read size for response heads (and the small bodies that come with them).
 const HEAD_READ: usize = 16 * 1024;

@@ -26,8 +26,8 @@ use clap::ValueEnum;
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
 
-use crate::backend::Backend;
-use crate::metrics::TRACE_DROPPED;
+use crate::observe::metrics::TRACE_DROPPED;
+use crate::pool::backend::Backend;
 
 /// Lines waiting for the writer; beyond this they are dropped.
 const QUEUE: usize = 4096;
@@ -220,7 +220,7 @@ fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
         e.path,
         e.status,
         e.backend.as_deref().unwrap_or("-"),
-        crate::human::duration(e.duration),
+        crate::observe::human::duration(e.duration),
         e.bytes_in,
         e.bytes_out,
     )?;

@@ -1,6 +1,10 @@
 //! The `Pool` actor, sole writer of backend state, and the lock-free `PoolView`
 //! snapshot it publishes for the workers' hot path, with the selection policies.
 
+pub mod backend;
+pub mod dns;
+pub mod health;
+
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,10 +14,10 @@ use actix::prelude::*;
 use arc_swap::ArcSwap;
 use log::{info, warn};
 
-use crate::backend::Backend;
-use crate::cli::{Balance, Config};
-use crate::endpoints::Endpoint;
-use crate::health::{HealthChecker, Stop};
+use crate::config::cli::{Balance, Config};
+use crate::config::endpoints::Endpoint;
+use crate::pool::backend::Backend;
+use crate::pool::health::{HealthChecker, Stop};
 
 /// What workers read: the up backends of each site, in site order.
 #[derive(Default)]
@@ -250,10 +254,10 @@ impl Pool {
         let (timeout, tls) = (self.health.timeout, self.backend_tls.clone());
         // A backend pinned to one address of a name needs a client of its own.
         let client = match self.states.get(id).and_then(|s| s.backend.address) {
-            Some(address) => crate::health::client(timeout, tls, Some(address)),
+            Some(address) => crate::pool::health::client(timeout, tls, Some(address)),
             None => self
                 .health_client
-                .get_or_insert_with(|| crate::health::client(timeout, tls, None))
+                .get_or_insert_with(|| crate::pool::health::client(timeout, tls, None))
                 .clone(),
         };
         let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
@@ -280,7 +284,8 @@ impl Pool {
             if target.endpoint.is_ip() {
                 continue;
             }
-            let lookup = crate::dns::resolve(target.endpoint.host.clone(), target.endpoint.port);
+            let lookup =
+                crate::pool::dns::resolve(target.endpoint.host.clone(), target.endpoint.port);
             lookup
                 .into_actor(self)
                 .map(move |result, pool, ctx| pool.resolved(t, result, ctx))
@@ -507,7 +512,7 @@ impl Handler<HealthReport> for Pool {
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
         if let Some(s) = self.states.get(msg.id) {
-            crate::metrics::health_checked(&s.backend, &msg.result);
+            crate::observe::metrics::health_checked(&s.backend, &msg.result);
         }
         self.health_report(msg.id, msg.result);
     }
@@ -585,8 +590,8 @@ impl Handler<Snapshot> for Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::InFlight;
-    use crate::endpoints::parse_endpoint;
+    use crate::config::endpoints::parse_endpoint;
+    use crate::pool::backend::InFlight;
 
     fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)

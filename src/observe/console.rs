@@ -14,8 +14,8 @@ use crossterm::style::{Color, Print, ResetColor, SetForegroundColor};
 use crossterm::terminal::{self, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::QueueableCommand;
 
-use crate::cli::Config;
-use crate::human;
+use crate::config::cli::Config;
+use crate::observe::human;
 use crate::pool::{Pool, Snapshot, Status};
 
 const REFRESH: Duration = Duration::from_millis(500);
@@ -196,8 +196,8 @@ fn layout(table: &[Vec<Cell>]) -> Vec<Vec<(char, Option<Color>)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::Backend;
-    use crate::endpoints::parse_endpoint;
+    use crate::config::endpoints::parse_endpoint;
+    use crate::pool::backend::Backend;
     use crate::pool::BackendStatus;
     use std::sync::Arc;
 

@@ -12,17 +12,17 @@ use bytes::Bytes;
 use futures_util::stream;
 use log::debug;
 
-use crate::backend::{Backend, InFlight};
-use crate::cli::{Balance, Config};
-use crate::conn_info::ConnInfo;
-use crate::error::ProxyError;
-use crate::headers::{self, Target};
+use crate::config::cli::{Balance, Config};
+use crate::pool::backend::{Backend, InFlight};
 use crate::pool::{Eject, Failure, Pool, SharedView};
-use crate::relay::Relay;
-use crate::request_body::{read_ahead, Body};
-use crate::retry;
+use crate::proxy::conn_info::ConnInfo;
+use crate::proxy::error::ProxyError;
+use crate::proxy::headers::{self, Target};
+use crate::proxy::relay::Relay;
+use crate::proxy::request_body::{read_ahead, Body};
+use crate::proxy::retry;
+use crate::proxy::validate::{self, Limits};
 use crate::upstream::{self, Reply, Response, Upstream};
-use crate::validate::{self, Limits};
 
 /// Settings and state every worker shares.
 pub struct Shared {
@@ -107,7 +107,7 @@ pub async fn handle(
         };
         let guard = InFlight::new(backend);
         let backend = guard.backend();
-        crate::trace::attempt(&req, backend);
+        crate::observe::trace::attempt(&req, backend);
         if let Body::Buffered { bytes, .. } = &body {
             backend
                 .stats
@@ -133,7 +133,7 @@ pub async fn handle(
             Err(upstream::Error::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
-        crate::trace::failed(&req, &error);
+        crate::observe::trace::failed(&req, &error);
         if matches!(error, upstream::Error::Stale) {
             // Counted, but the backend stays up: the race was no sign of it failing.
             backend.stats.failures.fetch_add(1, Relaxed);

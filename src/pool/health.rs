@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use actix_web::http::{StatusCode, Uri};
 
-use crate::backend::Backend;
+use crate::pool::backend::Backend;
 use crate::pool::{HealthReport, HealthSettings};
 
 /// The client all checkers share (they run on one thread). Each check uses a fresh
@@ -22,7 +22,7 @@ pub fn client(
     address: Option<IpAddr>,
 ) -> awc::Client {
     let mut connector = awc::Connector::new()
-        .connector(crate::dns::connector(address))
+        .connector(crate::pool::dns::connector(address))
         .timeout(timeout)
         .handshake_timeout(timeout);
     if let Some(tls) = tls {
@@ -88,7 +88,7 @@ impl HealthChecker {
                 .send()
         });
         let started = Instant::now();
-        let trace = crate::trace::health_check(&self.backend.name, &self.url);
+        let trace = crate::observe::trace::health_check(&self.backend.name, &self.url);
         let probe = async move {
             let response = request?.await;
             if let Some(trace) = trace {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 
-use crate::endpoints::{parse_sites, Endpoint};
+use crate::config::endpoints::{parse_sites, Endpoint};
 
 const ABOUT: &str = "High-performance sidecar HTTP load balancer.
 
@@ -172,7 +172,7 @@ struct Cli {
     max_conns: u32,
 
     #[command(flatten)]
-    trace: crate::trace::Args,
+    trace: crate::observe::trace::Args,
 
     /// Expand and validate everything, print sites, backends and health URLs, then exit
     #[arg(long)]
@@ -242,7 +242,7 @@ pub struct Config {
     pub max_conns: u32,
     pub tls: crate::tls::Tls,
     pub check: bool,
-    pub trace: crate::trace::Args,
+    pub trace: crate::observe::trace::Args,
 }
 
 impl Config {

@@ -5,7 +5,7 @@ use actix_web::dev::RequestHead;
 use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
 use actix_web::http::{Method, Version};
 
-pub use crate::error::ProxyError;
+pub use crate::proxy::error::ProxyError;
 
 /// Request head limits.
 #[derive(Clone, Copy)]

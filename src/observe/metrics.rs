@@ -13,7 +13,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::backend::Backend;
+use crate::pool::backend::Backend;
 use crate::pool::Status;
 
 /// Upper bounds of the request duration histogram, in nanoseconds (1 ms … 60 s).

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::endpoints::Endpoint;
-use crate::metrics::Latency;
+use crate::config::endpoints::Endpoint;
+use crate::observe::metrics::Latency;
 
 pub struct Backend {
     /// Index in the pool's list of backends, stable for the life of the process.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use log::warn;
 
-use crate::backend::InFlight;
+use crate::pool::backend::InFlight;
 
 /// Streams a backend's response body to the client, holding the backend's
 /// in-flight count until the last byte (or until the client goes away).

@@ -7,7 +7,7 @@ use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
 use bytes::{Bytes, BytesMut};
 use futures_util::{stream, Stream, StreamExt};
 
-use crate::headers::{self, Framing};
+use crate::proxy::headers::{self, Framing};
 
 /// The request body, read ahead when it is small enough to be sent again.
 pub enum Body {

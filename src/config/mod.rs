@@ -1,0 +1,5 @@
+//! The command line and what it becomes: flags, endpoints and their ellipses, and the
+//! validated `Config` every other layer reads.
+
+pub mod cli;
+pub mod endpoints;

@@ -1,0 +1,11 @@
+//! The data path: the catch-all handler, what it refuses, the header rules towards
+//! backends, request bodies, the response relay, retries and the errors it answers.
+
+pub mod conn_info;
+pub mod error;
+pub mod handler;
+pub mod headers;
+pub mod relay;
+pub mod request_body;
+pub mod retry;
+pub mod validate;
