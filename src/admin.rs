@@ -3,24 +3,11 @@
 
 use actix::Addr;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
-use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::pool::{Pool, SharedView, Snapshot};
-
-pub const HEALTH_PATH: &str = "/v1/health";
-pub const METRICS_PATH: &str = "/.prometheus/metrics";
-pub const CERTIFICATES_PATH: &str = "/v1/certificates";
-
-/// True for the requests sidekick answers itself rather than proxies.
-pub fn is_own(req: &HttpRequest) -> bool {
-    let method = req.method();
-    match req.path() {
-        HEALTH_PATH | CERTIFICATES_PATH => method == Method::GET || method == Method::HEAD,
-        METRICS_PATH => method == Method::GET,
-        _ => false,
-    }
-}
+use crate::config::paths::{is_own, CERTIFICATES_PATH, METRICS_PATH};
+use crate::pool::messages::Snapshot;
+use crate::pool::{Pool, SharedView};
 
 /// Answers sidekick's own paths; `None` for everything to be proxied.
 pub async fn route(

@@ -23,10 +23,15 @@ const DRAIN: u64 = 30;
 
 pub async fn run(cfg: Config) -> std::io::Result<()> {
     let listeners = listen(&cfg.listen)?;
-    let tls = crate::tls::Serving::start(&cfg)?;
+    let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
-    let pool = Pool::new(&cfg, view.clone()).start();
+    let pool = Pool::new(
+        &cfg,
+        view.clone(),
+        Some(crate::observe::trace::health_check),
+    )
+    .start();
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = cfg.max_conns as usize;

@@ -5,7 +5,8 @@ use actix_rt::signal::unix::{signal, SignalKind};
 use actix_web::dev::ServerHandle;
 use log::info;
 
-use crate::pool::{Pool, Reload};
+use crate::pool::messages::Reload;
+use crate::pool::Pool;
 
 pub fn install(server: ServerHandle, pool: Addr<Pool>) -> std::io::Result<()> {
     for kind in [SignalKind::terminate(), SignalKind::interrupt()] {

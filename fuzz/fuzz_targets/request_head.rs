@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
             peer: Some(&peer),
             authority: req.head().uri.authority().map(|a| a.as_str()),
             backend: "127.0.0.1:9000",
-            framing: sidekick::proxy::headers::Framing::Chunked,
+            framing: sidekick::upstream::request::Framing::Chunked,
         };
         let head = sidekick::proxy::headers::request_head(&req.head().headers, &target);
         // What sidekick writes must parse as one complete request head.

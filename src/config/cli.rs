@@ -172,7 +172,7 @@ struct Cli {
     max_conns: u32,
 
     #[command(flatten)]
-    trace: crate::observe::trace::Args,
+    trace: crate::config::trace_flags::Args,
 
     /// Expand and validate everything, print sites, backends and health URLs, then exit
     #[arg(long)]
@@ -242,7 +242,7 @@ pub struct Config {
     pub max_conns: u32,
     pub tls: crate::tls::Tls,
     pub check: bool,
-    pub trace: crate::observe::trace::Args,
+    pub trace: crate::config::trace_flags::Args,
 }
 
 impl Config {

@@ -3,3 +3,5 @@
 
 pub mod cli;
 pub mod endpoints;
+pub mod paths;
+pub mod trace_flags;

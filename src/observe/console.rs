@@ -16,7 +16,8 @@ use crossterm::QueueableCommand;
 
 use crate::config::cli::Config;
 use crate::observe::human;
-use crate::pool::{Pool, Snapshot, Status};
+use crate::pool::messages::{Snapshot, Status};
+use crate::pool::Pool;
 
 const REFRESH: Duration = Duration::from_millis(500);
 
@@ -198,7 +199,7 @@ mod tests {
     use super::*;
     use crate::config::endpoints::parse_endpoint;
     use crate::pool::backend::Backend;
-    use crate::pool::BackendStatus;
+    use crate::pool::messages::BackendStatus;
     use std::sync::Arc;
 
     #[test]

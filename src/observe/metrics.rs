@@ -3,7 +3,6 @@
 //! Pool's `Snapshot`, and encodes it with `prometheus-client`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -13,113 +12,10 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::pool::backend::Backend;
-use crate::pool::Status;
-
-/// Upper bounds of the request duration histogram, in nanoseconds (1 ms … 60 s).
-const BOUNDS_NANOS: [u64; 14] = [
-    1_000_000,
-    2_500_000,
-    5_000_000,
-    10_000_000,
-    25_000_000,
-    50_000_000,
-    100_000_000,
-    250_000_000,
-    500_000_000,
-    1_000_000_000,
-    2_500_000_000,
-    5_000_000_000,
-    10_000_000_000,
-    60_000_000_000,
-];
-const BUCKETS: usize = BOUNDS_NANOS.len() + 1;
+use crate::pool::messages::Status;
 
 /// Trace lines dropped because the writer could not keep up.
 pub static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
-
-/// Request durations of one backend: a fixed-bucket histogram, min and max, all atomics.
-pub struct Latency {
-    /// Per-bucket counts (not cumulative); the last is +Inf.
-    buckets: [AtomicU64; BUCKETS],
-    sum_nanos: AtomicU64,
-    min_nanos: AtomicU64,
-    max_nanos: AtomicU64,
-}
-
-impl Default for Latency {
-    fn default() -> Self {
-        Latency {
-            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_nanos: AtomicU64::new(0),
-            min_nanos: AtomicU64::new(u64::MAX),
-            max_nanos: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Latency {
-    pub fn record(&self, nanos: u64) {
-        let i = BOUNDS_NANOS
-            .iter()
-            .position(|&b| nanos <= b)
-            .unwrap_or(BUCKETS - 1);
-        if let Some(bucket) = self.buckets.get(i) {
-            bucket.fetch_add(1, Relaxed);
-        }
-        self.sum_nanos.fetch_add(nanos, Relaxed);
-        // Read first: once warm, min and max rarely change, and a load does not
-        // take the cache line away from other workers.
-        if nanos < self.min_nanos.load(Relaxed) {
-            self.min_nanos.fetch_min(nanos, Relaxed);
-        }
-        if nanos > self.max_nanos.load(Relaxed) {
-            self.max_nanos.fetch_max(nanos, Relaxed);
-        }
-    }
-
-    pub fn min(&self) -> Option<Duration> {
-        match self.min_nanos.load(Relaxed) {
-            u64::MAX => None,
-            n => Some(Duration::from_nanos(n)),
-        }
-    }
-
-    pub fn max(&self) -> Option<Duration> {
-        self.min()?;
-        Some(Duration::from_nanos(self.max_nanos.load(Relaxed)))
-    }
-
-    /// `(sum in seconds, count, [(upper bound, count in bucket)])`, the last bound +Inf.
-    fn histogram(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let buckets: Vec<(f64, u64)> = self
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let bound = BOUNDS_NANOS
-                    .get(i)
-                    .map_or(f64::INFINITY, |&b| b as f64 / 1e9);
-                (bound, n.load(Relaxed))
-            })
-            .collect();
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        (self.sum_nanos.load(Relaxed) as f64 / 1e9, count, buckets)
-    }
-}
-
-/// Called by the Pool for each health report.
-pub fn health_checked(backend: &Backend, result: &Result<Duration, String>) {
-    match result {
-        Ok(took) => backend
-            .stats
-            .health_nanos
-            .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed),
-        Err(_) => {
-            backend.stats.health_errors.fetch_add(1, Relaxed);
-        }
-    }
-}
 
 /// The text a scrape answers: OpenMetrics when the scraper asks for it (as Prometheus
 /// does), else the Prometheus text format 0.0.4. Returns `(content type, body)`.
@@ -164,7 +60,7 @@ struct Family<'a, V> {
     name: &'static str,
     help: &'static str,
     unit: Option<Unit>,
-    value: &'a dyn Fn(&crate::pool::BackendStatus) -> V,
+    value: &'a dyn Fn(&crate::pool::messages::BackendStatus) -> V,
 }
 
 impl Backends {
@@ -340,29 +236,5 @@ impl Collector for Backends {
             dropped.metric_type(),
         )?)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn latency_buckets_min_max() {
-        let l = Latency::default();
-        assert_eq!(l.min(), None);
-        assert_eq!(l.max(), None);
-        l.record(500_000); // 0.5 ms → first bucket
-        l.record(1_000_000); // on the bound → first bucket
-        l.record(3_000_000); // → 5 ms bucket
-        l.record(120_000_000_000); // → +Inf
-        let (sum, count, buckets) = l.histogram();
-        assert_eq!(count, 4);
-        assert_eq!(buckets[0], (0.001, 2));
-        assert_eq!(buckets[2], (0.005, 1));
-        assert_eq!(buckets.last(), Some(&(f64::INFINITY, 1)));
-        assert!((sum - 120.0045).abs() < 1e-9, "{sum}");
-        assert_eq!(l.min(), Some(Duration::from_micros(500)));
-        assert_eq!(l.max(), Some(Duration::from_secs(120)));
     }
 }

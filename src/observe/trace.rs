@@ -22,55 +22,17 @@ use actix_web::http::{StatusCode, Uri};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
 use bytes::Bytes;
-use clap::ValueEnum;
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
 
+use crate::config::trace_flags::{Args, Mode};
 use crate::observe::metrics::TRACE_DROPPED;
 use crate::pool::backend::Backend;
+use crate::pool::health::CheckDone;
 
 /// Lines waiting for the writer; beyond this they are dropped.
 const QUEUE: usize = 4096;
 const REDACTED: &str = "*REDACTED*";
-
-/// What `--trace` traces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Proxied requests and health checks
-    All,
-    /// Proxied requests
-    Application,
-    /// Health checks
-    Minio,
-}
-
-/// The tracing flags (flattened into the command line).
-#[derive(clap::Args, Clone, Debug, Default)]
-pub struct Args {
-    /// Trace HTTP on stdout: one line per proxied request (application), per health
-    /// check (minio), or both (all)
-    #[arg(
-        short = 't',
-        long,
-        env = "SIDEKICK_TRACE",
-        value_enum,
-        value_name = "MODE"
-    )]
-    pub trace: Option<Mode>,
-
-    /// With --trace: add request and response headers (credentials redacted)
-    #[arg(long, env = "SIDEKICK_DEBUG")]
-    pub debug: bool,
-
-    /// With --trace: only responses with status >= 400 and transport errors
-    #[arg(short = 'e', long, env = "SIDEKICK_ERRORS")]
-    pub errors: bool,
-
-    /// With --trace: only responses with this status code (repeatable)
-    #[arg(long = "status-code", value_name = "N", env = "SIDEKICK_STATUS_CODE",
-          value_delimiter = ',', value_parser = clap::value_parser!(u16).range(100..600))]
-    pub status_code: Vec<u16>,
-}
 
 /// One traced exchange.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,7 +337,7 @@ pub async fn middleware(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Traced>, actix_web::Error> {
     let tracer = match tracer() {
-        Some(t) if t.requests && !crate::admin::is_own(req.request()) => t,
+        Some(t) if t.requests && !crate::config::paths::is_own(req.request()) => t,
         _ => return Ok(next.call(req).await?.map_body(|_, b| Traced::off(b))),
     };
     let time = SystemTime::now();
@@ -528,15 +490,16 @@ impl Drop for Traced {
 // ------------------------------------------------------------------ health hook
 
 /// A health check being traced.
-pub struct HealthTrace {
+struct HealthTrace {
     time: SystemTime,
     started: Instant,
     backend: String,
     path: String,
 }
 
-/// Starts tracing one health check when `--trace minio|all` is on.
-pub fn health_check(backend: &str, url: &Result<Uri, String>) -> Option<HealthTrace> {
+/// Starts tracing one health check when `--trace minio|all` is on (the Pool's check
+/// hook); what it returns writes the line when the check ends.
+pub fn health_check(backend: &str, url: &Result<Uri, String>) -> Option<CheckDone> {
     if !tracer().is_some_and(|t| t.health) {
         return None;
     }
@@ -544,16 +507,17 @@ pub fn health_check(backend: &str, url: &Result<Uri, String>) -> Option<HealthTr
         Ok(url) => url.path_and_query().map_or("/", |p| p.as_str()).to_string(),
         Err(_) => String::new(),
     };
-    Some(HealthTrace {
+    let trace = HealthTrace {
         time: SystemTime::now(),
         started: Instant::now(),
         backend: backend.to_string(),
         path,
-    })
+    };
+    Some(Box::new(move |result| trace.finish(result)))
 }
 
 impl HealthTrace {
-    pub fn finish<E: Display>(self, result: Result<StatusCode, &E>) {
+    fn finish(self, result: Result<StatusCode, &dyn Display>) {
         let Some(tracer) = tracer() else { return };
         let (status, error) = match result {
             Ok(status) => (status.as_u16(), None),

@@ -4,10 +4,10 @@
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::endpoints::Endpoint;
-use crate::observe::metrics::Latency;
+use crate::pool::latency::Latency;
 
 pub struct Backend {
     /// Index in the pool's list of backends, stable for the life of the process.
@@ -81,6 +81,20 @@ impl Backend {
             health_url,
             address: Some(address),
             stats: BackendStats::default(),
+        }
+    }
+}
+
+impl BackendStats {
+    /// The outcome of a health check (written by the Pool).
+    pub fn health_checked(&self, result: &Result<Duration, String>) {
+        match result {
+            Ok(took) => self
+                .health_nanos
+                .store(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Relaxed),
+            Err(_) => {
+                self.health_errors.fetch_add(1, Relaxed);
+            }
         }
     }
 }

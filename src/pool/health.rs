@@ -1,6 +1,7 @@
 //! `HealthChecker` actor: one per endpoint, checks its readiness path on a jittered
 //! interval and reports each result to the Pool; it never touches shared state.
 
+use std::fmt::Display;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use actix::prelude::*;
 use actix_web::http::{StatusCode, Uri};
 
 use crate::pool::backend::Backend;
-use crate::pool::{HealthReport, HealthSettings};
+use crate::pool::messages::HealthReport;
 
 /// The client all checkers share (they run on one thread). Each check uses a fresh
 /// connection, so a stale pooled socket can never fail a check and every check
@@ -35,6 +36,22 @@ pub fn client(
         .connector(connector)
         .finish()
 }
+
+/// What every `HealthChecker` is started with.
+#[derive(Clone, Copy)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub optimistic: bool,
+    /// Told of each check as it starts (tracing); the pool knows nothing of who listens.
+    pub on_check: Option<CheckHook>,
+}
+
+/// Called as a health check starts; what it returns is called with the outcome (the
+/// status received, or why none was). Passed in so that the pool layer does not
+/// depend on the observability layer that sets it.
+pub type CheckHook = fn(backend: &str, url: &Result<Uri, String>) -> Option<CheckDone>;
+pub type CheckDone = Box<dyn FnOnce(Result<StatusCode, &dyn Display>)>;
 
 pub struct HealthChecker {
     backend: Arc<Backend>,
@@ -88,11 +105,17 @@ impl HealthChecker {
                 .send()
         });
         let started = Instant::now();
-        let trace = crate::observe::trace::health_check(&self.backend.name, &self.url);
+        let trace = self
+            .settings
+            .on_check
+            .and_then(|hook| hook(&self.backend.name, &self.url));
         let probe = async move {
             let response = request?.await;
-            if let Some(trace) = trace {
-                trace.finish(response.as_ref().map(|r| r.status()));
+            if let Some(done) = trace {
+                done(match &response {
+                    Ok(r) => Ok(r.status()),
+                    Err(e) => Err(e as &dyn Display),
+                });
             }
             match response {
                 Ok(res) if res.status() == StatusCode::OK => Ok(started.elapsed()),

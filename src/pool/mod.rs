@@ -4,6 +4,8 @@
 pub mod backend;
 pub mod dns;
 pub mod health;
+pub mod latency;
+pub mod messages;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,7 +19,10 @@ use log::{info, warn};
 use crate::config::cli::{Balance, Config};
 use crate::config::endpoints::Endpoint;
 use crate::pool::backend::Backend;
-use crate::pool::health::{HealthChecker, Stop};
+use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
+use crate::pool::messages::{
+    BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
+};
 
 /// What workers read: the up backends of each site, in site order.
 #[derive(Default)]
@@ -66,56 +71,6 @@ fn pick_in<'a>(
             )
         }),
     }
-}
-
-/// A health check result from a `HealthChecker`: latency when up, the reason when down.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct HealthReport {
-    pub id: usize,
-    pub result: Result<Duration, String>,
-}
-
-/// A connection-level failure the proxy saw before a response head arrived.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Failure {
-    pub id: usize,
-    pub error: String,
-}
-
-/// `--max-5xx` consecutive 5xx answers from a backend: eject it for a while.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Eject {
-    pub id: usize,
-}
-
-/// SIGHUP: check every endpoint again at once, resolving its name afresh.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Reload;
-
-/// Asks for every backend's state, for the console table and metrics scrapes.
-#[derive(Message)]
-#[rtype(result = "Status")]
-pub struct Snapshot;
-
-/// The state of every backend, in command-line order, at one instant.
-#[derive(MessageResponse)]
-pub struct Status {
-    pub backends: Vec<BackendStatus>,
-    /// How often traffic moved on to a later site.
-    pub failovers: u64,
-}
-
-pub struct BackendStatus {
-    pub backend: Arc<Backend>,
-    pub up: bool,
-    /// Down time in total, the current outage included.
-    pub downtime: Duration,
-    /// The current outage while down, else the last one.
-    pub last_downtime: Duration,
 }
 
 /// Longest ejection, however often a backend is ejected (unless the first is longer).
@@ -173,18 +128,11 @@ pub struct Pool {
     backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
-/// What every `HealthChecker` is started with.
-#[derive(Clone, Copy)]
-pub struct HealthSettings {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub optimistic: bool,
-}
-
 impl Pool {
     /// Builds the backends of every site; all start down until their first check.
     /// In `--rr-dns-mode` the backends of a host name come when it resolves.
-    pub fn new(cfg: &Config, view: SharedView) -> Self {
+    /// `on_check` is told of every health check (tracing).
+    pub fn new(cfg: &Config, view: SharedView, on_check: Option<CheckHook>) -> Self {
         let mut targets = Vec::new();
         for (site, endpoints) in cfg.sites.iter().enumerate() {
             for ep in endpoints {
@@ -208,6 +156,7 @@ impl Pool {
                 interval: cfg.health_duration,
                 timeout: cfg.health_timeout,
                 optimistic: cfg.health_optimistic,
+                on_check,
             },
             rise: cfg.health_rise,
             fall: cfg.health_fall,
@@ -512,7 +461,7 @@ impl Handler<HealthReport> for Pool {
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
         if let Some(s) = self.states.get(msg.id) {
-            crate::observe::metrics::health_checked(&s.backend, &msg.result);
+            s.backend.stats.health_checked(&msg.result);
         }
         self.health_report(msg.id, msg.result);
     }

@@ -14,14 +14,16 @@ use log::debug;
 
 use crate::config::cli::{Balance, Config};
 use crate::pool::backend::{Backend, InFlight};
-use crate::pool::{Eject, Failure, Pool, SharedView};
+use crate::pool::messages::{Eject, Failure};
+use crate::pool::{Pool, SharedView};
 use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
 use crate::proxy::relay::Relay;
-use crate::proxy::request_body::{read_ahead, Body};
+use crate::proxy::request_body::read_ahead;
 use crate::proxy::retry;
 use crate::proxy::validate::{self, Limits};
+use crate::upstream::request::Body;
 use crate::upstream::{self, Reply, Response, Upstream};
 
 /// Settings and state every worker shares.

@@ -1,6 +1,6 @@
 //! Header rules towards backends: the request head sidekick writes, with hop-by-hop
 //! headers removed, `X-Forwarded-*` added and the rest copied unchanged (duplicates
-//! kept). Responses follow the same hop-by-hop rule (`upstream/head.rs`).
+//! kept). The hop-by-hop rule itself is in `upstream/head.rs`, which applies it to responses.
 
 use std::fmt::Write;
 
@@ -10,17 +10,12 @@ use actix_web::http::header::{
 use actix_web::http::Method;
 use bytes::BytesMut;
 
+use crate::upstream::head::is_hop_by_hop;
+use crate::upstream::request::Framing;
+
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-
-/// How the request body sidekick sends is framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    None,
-    Length(u64),
-    Chunked,
-}
 
 /// What the request head is built from, besides the client's headers.
 pub struct Target<'a> {
@@ -123,20 +118,6 @@ fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
         }
     }
     (!tokens.is_empty()).then_some(tokens)
-}
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), compared without regard to case.
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 7] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

@@ -4,43 +4,11 @@
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{HeaderMap, CONTENT_LENGTH, TRANSFER_ENCODING};
-use bytes::{Bytes, BytesMut};
-use futures_util::{stream, Stream, StreamExt};
+use bytes::BytesMut;
+use futures_util::{stream, StreamExt};
 
-use crate::proxy::headers::{self, Framing};
-
-/// The request body, read ahead when it is small enough to be sent again.
-pub enum Body {
-    None,
-    /// Whole body in memory; `chunked` keeps the client's framing.
-    Buffered {
-        bytes: Bytes,
-        chunked: bool,
-    },
-    /// Streamed with a Content-Length; sent once.
-    Sized(u64, Option<Payload>),
-    /// Streamed chunked (what was read ahead, then the rest); sent once.
-    Chunked(Option<Box<dyn Stream<Item = Result<Bytes, PayloadError>> + Unpin>>),
-}
-
-impl Body {
-    pub fn replayable(&self) -> bool {
-        matches!(self, Body::None | Body::Buffered { .. })
-    }
-
-    /// How the body is framed towards the backend.
-    pub fn framing(&self) -> Framing {
-        match self {
-            Body::None => Framing::None,
-            Body::Buffered {
-                chunked: false,
-                bytes,
-            } => Framing::Length(bytes.len() as u64),
-            Body::Sized(n, _) => Framing::Length(*n),
-            Body::Buffered { chunked: true, .. } | Body::Chunked(_) => Framing::Chunked,
-        }
-    }
-}
+use crate::proxy::headers;
+use crate::upstream::request::Body;
 
 /// Reads a body of at most `limit` bytes whole, so that it can be sent again.
 /// HTTP/2 frames bodies itself: without a Content-Length, the body is whatever DATA

@@ -15,8 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
 use super::auto::Certificates;
-use super::{pem, ServerTls, Source, TlsMax};
-use crate::config::cli::Config;
+use super::{pem, ServerTls, Source, Tls, TlsMax};
 
 /// How often the certificate files are looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -31,12 +30,11 @@ impl Serving {
     /// Builds the server config, starts the certificate watcher (within the running
     /// actix system) and says at start what the operator must know: warnings found
     /// while loading, `--insecure`, and the fingerprints of a generated certificate.
-    pub fn start(cfg: &Config) -> std::io::Result<Serving> {
-        let (tls, quiet) = (&cfg.tls, cfg.quiet);
+    pub fn start(tls: &Tls, insecure: bool, quiet: bool) -> std::io::Result<Serving> {
         for warning in &tls.warnings {
             log::warn!("{warning}");
         }
-        if cfg.insecure && !quiet {
+        if insecure && !quiet {
             eprintln!(
                 "warning: --insecure: certificates of https backends are not verified; \
                  anyone on the path can read and change the traffic"

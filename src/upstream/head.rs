@@ -5,7 +5,6 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 
 use super::Error;
-use crate::proxy::headers::is_hop_by_hop;
 
 /// Most header lines a response head may have (HAProxy's default limit is 101).
 pub const MAX_HEADERS: usize = 100;
@@ -172,6 +171,20 @@ fn trim(bytes: &[u8]) -> &[u8] {
         .rposition(|b| !b.is_ascii_whitespace())
         .map_or(start, |e| e + 1);
     &bytes[start..end]
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), compared without regard to case.
+pub fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    ];
+    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]

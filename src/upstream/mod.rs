@@ -7,6 +7,7 @@ mod conn;
 mod error;
 pub mod head;
 mod idle;
+pub mod request;
 
 use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
@@ -32,7 +33,7 @@ use idle::Idle;
 
 use crate::config::cli::Config;
 use crate::pool::backend::Backend;
-use crate::proxy::request_body::Body;
+use request::Body;
 
 /// Read size for response heads (and the small bodies that come with them).
 const HEAD_READ: usize = 16 * 1024;
