@@ -29,7 +29,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     let pool = Pool::new(
         &cfg,
         view.clone(),
-        Some(crate::observe::trace::health_check),
+        Some(crate::observe::trace::health::health_check),
     )
     .start();
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
@@ -41,7 +41,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         App::new()
             .wrap(Condition::new(
                 traced,
-                from_fn(crate::observe::trace::middleware),
+                from_fn(crate::observe::trace::requests::middleware),
             ))
             .app_data(shared.clone())
             .app_data(certificates.clone())

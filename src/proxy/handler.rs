@@ -109,7 +109,7 @@ pub async fn handle(
         };
         let guard = InFlight::new(backend);
         let backend = guard.backend();
-        crate::observe::trace::attempt(&req, backend);
+        crate::observe::trace::requests::attempt(&req, backend);
         if let Body::Buffered { bytes, .. } = &body {
             backend
                 .stats
@@ -135,7 +135,7 @@ pub async fn handle(
             Err(upstream::Error::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
-        crate::observe::trace::failed(&req, &error);
+        crate::observe::trace::requests::failed(&req, &error);
         if matches!(error, upstream::Error::Stale) {
             // Counted, but the backend stays up: the race was no sign of it failing.
             backend.stats.failures.fetch_add(1, Relaxed);

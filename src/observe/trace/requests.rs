@@ -1,0 +1,207 @@
+//! Tracing proxied requests: the middleware that wraps each exchange, counts its
+//! bytes and sends its event when the response body ends, and the hooks the proxy
+//! calls to say which backend served and why a request failed.
+
+use std::fmt::Display;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, HttpRequest};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::observe::trace::event::{Event, Kind};
+use crate::observe::trace::redact::{redact_headers, redact_target};
+use crate::observe::trace::{requests_on, tracer};
+use crate::pool::backend::Backend;
+
+/// What the proxy tells the trace middleware about a request, in its extensions.
+struct Served {
+    backend: Arc<Backend>,
+    error: Option<String>,
+}
+
+/// The proxy picked `backend` for the request (again, on a retry).
+#[inline]
+pub fn attempt(req: &HttpRequest, backend: &Arc<Backend>) {
+    if requests_on() {
+        req.extensions_mut().insert(Served {
+            backend: backend.clone(),
+            error: None,
+        });
+    }
+}
+
+/// The request failed on the backend last picked before a response head arrived.
+#[inline]
+pub fn failed(req: &HttpRequest, error: &dyn Display) {
+    if requests_on() {
+        if let Some(served) = req.extensions_mut().get_mut::<Served>() {
+            served.error = Some(error.to_string());
+        }
+    }
+}
+
+/// Traces every request except sidekick's own paths; installed only with
+/// `--trace application|all`.
+pub async fn middleware(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<Traced>, actix_web::Error> {
+    let tracer = match tracer() {
+        Some(t) if t.requests && !crate::config::paths::is_own(req.request()) => t,
+        _ => return Ok(next.call(req).await?.map_body(|_, b| Traced::off(b))),
+    };
+    let time = SystemTime::now();
+    let started = Instant::now();
+    let client = req.peer_addr();
+    let method = req.method().to_string();
+    let path = redact_target(
+        req.uri()
+            .path_and_query()
+            .map_or(req.path(), |p| p.as_str()),
+    );
+    let request_headers = tracer.debug.then(|| redact_headers(req.headers()));
+    let bytes_in = Arc::new(AtomicU64::new(0));
+    let (http_req, payload) = req.into_parts();
+    let counted: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> = Box::pin(CountIn {
+        inner: payload,
+        n: bytes_in.clone(),
+    });
+    let req = ServiceRequest::from_parts(http_req, Payload::from(counted));
+    let res = next.call(req).await?;
+    let served = res.request().extensions_mut().remove::<Served>();
+    let event = Event {
+        kind: Kind::Request,
+        time,
+        client,
+        method,
+        path,
+        status: res.status().as_u16(),
+        error: served.as_ref().and_then(|s| s.error.clone()),
+        backend: served.map(|s| s.backend.name.clone()),
+        duration: Duration::ZERO,
+        bytes_in: 0,
+        bytes_out: 0,
+        request_headers,
+        response_headers: tracer.debug.then(|| redact_headers(res.headers())),
+    };
+    let bodiless =
+        event.method == "HEAD" || event.status < 200 || event.status == 204 || event.status == 304;
+    Ok(res.map_body(|_, body| {
+        let promised = match body.size() {
+            BodySize::Sized(n) if !bodiless => n,
+            _ => 0,
+        };
+        Traced {
+            body: body.boxed(),
+            pending: Some(Pending {
+                event,
+                started,
+                bytes_in,
+                promised,
+            }),
+        }
+    }))
+}
+
+/// The request body as it streams in, counted.
+struct CountIn {
+    inner: Payload,
+    n: Arc<AtomicU64>,
+}
+
+impl Stream for CountIn {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let next = Pin::new(&mut self.inner).poll_next(cx);
+        if let Poll::Ready(Some(Ok(chunk))) = &next {
+            self.n.fetch_add(chunk.len() as u64, Relaxed);
+        }
+        next
+    }
+}
+
+struct Pending {
+    event: Event,
+    started: Instant,
+    bytes_in: Arc<AtomicU64>,
+    /// The body's announced length (0 when none): fewer bytes sent means it broke.
+    promised: u64,
+}
+
+/// The response body on its way to the client: counts bytes, notes a broken body, and
+/// sends the event when the body ends or is dropped (client gone).
+pub struct Traced {
+    body: BoxBody,
+    pending: Option<Pending>,
+}
+
+impl Traced {
+    fn off(body: impl MessageBody + 'static) -> Traced {
+        Traced {
+            body: body.boxed(),
+            pending: None,
+        }
+    }
+
+    fn finish(&mut self) {
+        let (Some(p), Some(tracer)) = (self.pending.take(), tracer()) else {
+            return;
+        };
+        let mut event = p.event;
+        event.duration = p.started.elapsed();
+        event.bytes_in = p.bytes_in.load(Relaxed);
+        if event.bytes_out < p.promised && event.error.is_none() {
+            event.error = Some(format!(
+                "response body cut after {} of {} bytes",
+                event.bytes_out, p.promised
+            ));
+        }
+        tracer.send(event);
+    }
+}
+
+impl MessageBody for Traced {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let next = Pin::new(&mut self.body).poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(p) = &mut self.pending {
+                    p.event.bytes_out += chunk.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(e))) => {
+                if let Some(p) = &mut self.pending {
+                    p.event.error = Some(format!("response body: {e}"));
+                }
+            }
+            Poll::Ready(None) => self.finish(),
+            Poll::Pending => {}
+        }
+        next
+    }
+}
+
+impl Drop for Traced {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
