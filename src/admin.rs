@@ -7,7 +7,8 @@ use actix_web::{HttpRequest, HttpResponse};
 
 use crate::config::paths::{is_own, CERTIFICATES_PATH, METRICS_PATH};
 use crate::pool::messages::Snapshot;
-use crate::pool::{Pool, SharedView};
+use crate::pool::view::SharedView;
+use crate::pool::Pool;
 
 /// Answers sidekick's own paths; `None` for everything to be proxied.
 pub async fn route(

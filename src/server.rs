@@ -12,7 +12,8 @@ use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::cli::{Config, Listen};
-use crate::pool::{Pool, PoolView};
+use crate::pool::view::PoolView;
+use crate::pool::Pool;
 use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::handler::{self as proxy, Shared, Worker};
 

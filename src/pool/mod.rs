@@ -1,11 +1,14 @@
-//! The `Pool` actor, sole writer of backend state, and the lock-free `PoolView`
-//! snapshot it publishes for the workers' hot path, with the selection policies.
+//! The control plane. The `Pool` actor here is the sole writer of backend state: it
+//! starts a health checker per backend, runs each backend's up/down state machine
+//! (rise/fall, ejections, downtime), resolves names in `--rr-dns-mode`, and publishes
+//! the lock-free `PoolView` (`view.rs`) that workers pick from.
 
 pub mod backend;
 pub mod dns;
 pub mod health;
 pub mod latency;
 pub mod messages;
+pub mod view;
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,66 +16,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use arc_swap::ArcSwap;
 use log::{info, warn};
 
-use crate::config::cli::{Balance, Config};
+use crate::config::cli::Config;
 use crate::config::endpoints::Endpoint;
 use crate::pool::backend::Backend;
 use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
 use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
 };
+use crate::pool::view::{PoolView, SharedView};
 
 /// What workers read: the up backends of each site, in site order.
-#[derive(Default)]
-pub struct PoolView {
-    sites: Vec<Vec<Arc<Backend>>>,
-}
-
-pub type SharedView = Arc<ArcSwap<PoolView>>;
-
-impl PoolView {
-    /// True when any site has a backend up.
-    pub fn any_up(&self) -> bool {
-        self.sites.iter().any(|s| !s.is_empty())
-    }
-
-    /// Picks a backend of the first site with one up that is not in `exclude`
-    /// (the backends this request already failed on).
-    pub fn pick(&self, balance: Balance, exclude: &[usize]) -> Option<Arc<Backend>> {
-        self.sites
-            .iter()
-            .find_map(|site| pick_in(site, balance, exclude))
-            .cloned()
-    }
-}
-
-fn pick_in<'a>(
-    site: &'a [Arc<Backend>],
-    balance: Balance,
-    exclude: &[usize],
-) -> Option<&'a Arc<Backend>> {
-    let n = site.len();
-    if n == 0 {
-        return None;
-    }
-    // Starting the scan at a random place breaks remaining ties at random.
-    let start = fastrand::usize(..n);
-    let candidates = (0..n)
-        .map(|i| &site[(start + i) % n])
-        .filter(|b| !exclude.contains(&b.id));
-    match balance {
-        Balance::Random => candidates.into_iter().next(),
-        Balance::Least => candidates.min_by_key(|b| {
-            (
-                b.stats.in_flight.load(Relaxed),
-                b.stats.last_finished.load(Relaxed),
-            )
-        }),
-    }
-}
-
 /// Longest ejection, however often a backend is ejected (unless the first is longer).
 const MAX_EJECTION: Duration = Duration::from_secs(300);
 
@@ -435,7 +390,7 @@ impl Pool {
             }
             self.last_serving = Some(site);
         }
-        self.view.store(Arc::new(PoolView { sites: view }));
+        self.view.store(Arc::new(PoolView::new(view)));
     }
 }
 
@@ -533,50 +488,5 @@ impl Handler<Snapshot> for Pool {
             backends,
             failovers: self.failovers,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::endpoints::parse_endpoint;
-    use crate::pool::backend::InFlight;
-
-    fn backends(n: usize) -> Vec<Arc<Backend>> {
-        (0..n)
-            .map(|i| {
-                let ep = parse_endpoint(&format!("http://h{i}:9000")).unwrap();
-                Arc::new(Backend::new(i, 0, ep, String::new()))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn least_prefers_fewest_in_flight_then_least_recently_finished() {
-        let site = backends(3);
-        let view = PoolView {
-            sites: vec![site.clone()],
-        };
-        let busy = InFlight::new(site[0].clone());
-        site[1].stats.last_finished.store(50, Relaxed);
-        site[2].stats.last_finished.store(10, Relaxed);
-        for _ in 0..20 {
-            assert_eq!(view.pick(Balance::Least, &[]).unwrap().id, 2);
-        }
-        assert_eq!(view.pick(Balance::Least, &[2]).unwrap().id, 1);
-        drop(busy);
-        assert_eq!(site[0].stats.in_flight.load(Relaxed), 0);
-    }
-
-    #[test]
-    fn first_site_with_a_backend_up_serves() {
-        let b = backends(2);
-        let view = PoolView {
-            sites: vec![vec![], vec![b[1].clone()]],
-        };
-        assert!(view.any_up());
-        assert_eq!(view.pick(Balance::Random, &[]).unwrap().id, 1);
-        assert!(view.pick(Balance::Random, &[1]).is_none());
-        assert!(!PoolView::default().any_up());
     }
 }
