@@ -2,18 +2,18 @@
 
 use std::process::ExitCode;
 
-use sidekick::config::cli;
+use sidekick::config;
 use sidekick::observe::{logging, trace};
 use sidekick::server;
 
 fn main() -> ExitCode {
-    let cfg = match cli::parse(std::env::args_os()) {
+    let cfg = match config::parse(std::env::args_os()) {
         Ok(cfg) => cfg,
-        Err(cli::Exit::Info(text)) => {
+        Err(config::Exit::Info(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Err(cli::Exit::Usage(line)) => {
+        Err(config::Exit::Usage(line)) => {
             eprintln!("{line}");
             return ExitCode::from(2);
         }

@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::cli::{Config, Listen};
+use crate::config::{Config, Listen};
 use crate::pool::view::PoolView;
 use crate::pool::Pool;
 use crate::proxy::conn_info::ConnInfo;

@@ -14,7 +14,7 @@ use crossterm::style::{Color, Print, ResetColor, SetForegroundColor};
 use crossterm::terminal::{self, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
 use crossterm::QueueableCommand;
 
-use crate::config::cli::Config;
+use crate::config::Config;
 use crate::observe::human;
 use crate::pool::messages::{Snapshot, Status};
 use crate::pool::Pool;

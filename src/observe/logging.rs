@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use log::LevelFilter;
 
-use crate::config::cli::Config;
+use crate::config::Config;
 
 pub fn init(cfg: &Config) {
     let mut builder = env_logger::Builder::new();

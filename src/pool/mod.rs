@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use log::{info, warn};
 
-use crate::config::cli::Config;
 use crate::config::endpoints::Endpoint;
+use crate::config::Config;
 use crate::pool::backend::Backend;
 use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
 use crate::pool::messages::{

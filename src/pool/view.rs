@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::cli::Balance;
+use crate::config::Balance;
 use crate::pool::backend::Backend;
 
 #[derive(Default)]

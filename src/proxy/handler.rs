@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::stream;
 use log::debug;
 
-use crate::config::cli::{Balance, Config};
+use crate::config::{Balance, Config};
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::{Eject, Failure};
 use crate::pool::view::SharedView;

@@ -31,7 +31,7 @@ pub use error::Error;
 use head::{Framing, ResponseHead};
 use idle::Idle;
 
-use crate::config::cli::Config;
+use crate::config::Config;
 use crate::pool::backend::Backend;
 use request::Body;
 
