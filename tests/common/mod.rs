@@ -2,6 +2,7 @@
 //! what reaches them, and a raw client that sees exactly what sidekick sends back.
 #![allow(dead_code)]
 
+pub mod garage;
 pub mod tls;
 
 use std::collections::HashMap;
