@@ -150,9 +150,8 @@ admin_token = "{admin_token}"
         for id in &ids[1..] {
             self.cli_retry(0, &["node", "connect", id]);
         }
-        // A node saves the peers it knows only once a minute, and the others retry a
-        // lost peer at most every 30 s: a node restarted sooner would sit alone. With
-        // every peer in its configuration it reconnects at once.
+        // A node saves the peers it knows once a minute: one restarted sooner would
+        // know none. With every peer in its configuration it connects to them at once.
         let peers: Vec<String> = ids.iter().map(|id| format!("{id:?}")).collect();
         let line = format!("bootstrap_peers = [{}]\n", peers.join(", "));
         for node in &self.nodes {

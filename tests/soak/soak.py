@@ -155,9 +155,8 @@ admin_token = "{self.token}"
         self.ids = ids = [self.retry(i, "node", "id", "-q").strip() for i in range(len(IPS))]
         for node in ids[1:]:
             self.retry(0, "node", "connect", node)
-        # A node saves the peers it knows only once a minute, and the others retry a
-        # lost peer at most every 30 s: a node restarted sooner would sit alone. With
-        # every peer in its configuration it reconnects at once.
+        # A node saves the peers it knows once a minute: one restarted sooner would
+        # know none. With every peer in its configuration it connects to them at once.
         line = "bootstrap_peers = [%s]\n" % ", ".join(f'"{n}"' for n in ids)
         for i in range(len(IPS)):
             with open(self.config(i)) as f:
