@@ -16,7 +16,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=45 kill_at=12 down_for=10 keep=0
+duration=45 kill_at=15 down_for=10 keep=0
 for arg in "$@"; do
     case "$arg" in
     --quick) duration=15 kill_at=5 down_for=4 ;;
