@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Local demo: sidekick in front of four S3 servers (s3s-fs on 127.0.0.2-5), a real
-# boto3 workload through it, and one server killed part-way and restarted a few
-# seconds later: the workload goes on without errors.
+# Local demo: sidekick in front of a four-node Garage cluster (a real distributed S3
+# store, replication factor 3, on 127.0.0.2-5), a boto3 workload through it with
+# concurrent writers and readers, and one node SIGKILLed a third of the way in and
+# restarted a few seconds later: the workload goes on without errors.
 #
 # Usage: demo/run.sh [--quick] [--keep]
 #   --quick  about 15 s of load instead of 45 s (for CI)
@@ -9,13 +10,13 @@
 #            run fails (not when it is interrupted)
 #
 # Needs Linux (every node listens on its own loopback address), cargo and python3.
-# Installs s3s-fs (cargo install) and boto3 (pip) when they are missing.
+# Installs Garage (cargo install) and boto3 (pip) when they are missing.
 # SIDEKICK_BIN=/path/to/sidekick skips `cargo build --release`.
 # Exits 0 when every operation succeeded and every check passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-duration=45 kill_at=12 down_for=10 keep=0
+duration=45 kill_at=15 down_for=10 keep=0
 for arg in "$@"; do
     case "$arg" in
     --quick) duration=15 kill_at=5 down_for=4 ;;
@@ -47,11 +48,11 @@ else
 fi
 [[ -x "$bin" ]] || die "no sidekick binary at $bin"
 
-s3s_fs="$(command -v s3s-fs || true)"
-if [[ -z "$s3s_fs" ]]; then
-    say "cargo install s3s-fs@0.14.1 --features binary --locked"
-    cargo install s3s-fs@0.14.1 --features binary --locked
-    s3s_fs="${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs"
+garage="$(command -v garage || true)"
+if [[ -z "$garage" ]]; then
+    say "cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,sqlite"
+    cargo install garage@2.5.0 --locked --no-default-features --features bundled-libs,sqlite
+    garage="${CARGO_HOME:-$HOME/.cargo}/bin/garage"
 fi
 
 py=python3
@@ -69,8 +70,8 @@ fi
 
 # --- everything below runs under the trap that stops it ---------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/sidekick-demo.XXXXXX")"
-data="$work/data" logs="$work/logs"
-mkdir -p "$data" "$logs"
+logs="$work/logs"
+mkdir -p "$logs"
 declare -A node_pid=()
 other_pids=()
 status=1
@@ -81,16 +82,21 @@ cleanup() {
     if ((status == 130 || status == 143)); then
         printf '\n==> interrupted: stopping everything the demo started\n'
     fi
-    local pids=("${other_pids[@]}" "${node_pid[@]}") pid
-    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    local pid
+    # Garage nodes take seconds to stop on SIGTERM, and their data is thrown away.
+    {
+        for pid in "${node_pid[@]}"; do kill -KILL "$pid" || true; done
+        for pid in "${node_pid[@]}"; do wait "$pid" || true; done
+    } 2>/dev/null
+    for pid in "${other_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     for _ in $(seq 50); do
         local alive=0
-        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        for pid in "${other_pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
         ((alive)) || break
         sleep 0.1
     done
-    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    for pid in "${other_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${other_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
     if ((keep)) || ((status != 0 && status != 130 && status != 143)); then
         echo "data and logs kept in $work"
     else
@@ -104,9 +110,6 @@ trap 'status=143; exit 143' TERM
 
 event() { printf '%s\n' "$*" >>"$logs/events.log"; }
 
-# shellcheck disable=SC2329 # run by wait_for
-tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
-
 wait_for() { # DESCRIPTION SECONDS COMMAND...
     local what="$1" deadline=$((SECONDS + $2))
     shift 2
@@ -116,12 +119,22 @@ wait_for() { # DESCRIPTION SECONDS COMMAND...
     done
 }
 
-# Two ports free on all four node addresses: P for S3, H for the readiness answers.
-read -r s3_port health_port < <("$py" - <<'EOF'
+# shellcheck disable=SC2329 # run by wait_for
+healthy() ( # IP: the node's admin API answers GET /health with 200
+    exec 3<>"/dev/tcp/$1/$admin_port" || exit 1
+    printf 'GET /health HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+    read -r -t 5 line <&3 && [[ "$line" == "HTTP/1."?" 200"* ]]
+) 2>/dev/null
+
+# shellcheck disable=SC2329 # run by wait_for
+quiet() { "$@" >>"$logs/cli.log" 2>&1; } # a Garage CLI call that may need retrying
+
+# Three ports free on all four node addresses: S3, RPC between the nodes, admin API.
+read -r s3_port rpc_port admin_port < <("$py" - <<'EOF'
 import socket
 ips = [f"127.0.0.{n}" for n in range(2, 6)]
 found = []
-while len(found) < 2:
+while len(found) < 3:
     with socket.socket() as s:
         s.bind((ips[0], 0))
         port = s.getsockname()[1]
@@ -137,28 +150,74 @@ print(*found)
 EOF
 )
 
-access_key=sidekickdemo secret_key=sidekick-demo-secret-key
-start_node() { # N: s3s-fs on 127.0.0.N, logging one line per request for the summary
-    RUST_LOG="info,s3s::service=debug" "$s3s_fs" --host "127.0.0.$1" --port "$s3_port" \
-        --access-key "$access_key" --secret-key "$secret_key" "$data" \
-        >>"$logs/node$1.log" 2>&1 &
+rpc_secret="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+admin_token="$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+# Garage key ids are GK and 24 hex digits, secrets 64 hex digits.
+access_key="GK$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+secret_key="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+bucket=sidekick-demo
+for n in 2 3 4 5; do
+    mkdir -p "$work/node$n"
+    cat >"$work/node$n/garage.toml" <<EOF
+metadata_dir = "$work/node$n/meta"
+data_dir = "$work/node$n/data"
+db_engine = "sqlite"
+metadata_fsync = false
+data_fsync = false
+replication_factor = 3
+rpc_bind_addr = "127.0.0.$n:$rpc_port"
+rpc_public_addr = "127.0.0.$n:$rpc_port"
+rpc_bind_outgoing = true
+rpc_secret = "$rpc_secret"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.$n:$s3_port"
+root_domain = ".s3.garage.localhost"
+
+[admin]
+api_bind_addr = "127.0.0.$n:$admin_port"
+admin_token = "$admin_token"
+EOF
+done
+g() { "$garage" -c "$work/node2/garage.toml" "$@"; } # the CLI, through node 2
+start_node() { # N: Garage on 127.0.0.N
+    "$garage" -c "$work/node$1/garage.toml" server >>"$logs/node$1.log" 2>&1 &
     node_pid[$1]=$!
 }
 
-say "starting four s3s-fs nodes on 127.0.0.{2..5}:$s3_port (one shared data directory)"
+say "starting four Garage nodes on 127.0.0.{2..5} (S3 port $s3_port, admin port $admin_port)"
 for n in 2 3 4 5; do start_node "$n"; done
-"$py" demo/ready.py "$health_port" "$s3_port" 127.0.0.{2..5} >"$logs/ready.log" 2>&1 &
-other_pids+=($!)
+# Each node writes its key on start; `node id` reads it.
+declare -A node_id=()
 for n in 2 3 4 5; do
-    wait_for "s3s-fs on 127.0.0.$n" 30 tcp_open "127.0.0.$n" "$s3_port"
-    wait_for "readiness on 127.0.0.$n" 10 tcp_open "127.0.0.$n" "$health_port"
+    wait_for "Garage on 127.0.0.$n" 30 quiet "$garage" -c "$work/node$n/garage.toml" node id -q
+    node_id[$n]="$("$garage" -c "$work/node$n/garage.toml" node id -q 2>/dev/null)"
 done
+for n in 3 4 5; do wait_for "node 2 to connect to 127.0.0.$n" 30 quiet g node connect "${node_id[$n]}"; done
+# A node saves the peers it knows once a minute: one restarted sooner would know
+# none. With every peer in its configuration it connects to them at once.
+peers="$(printf '"%s", ' "${node_id[@]}")"
+for n in 2 3 4 5; do
+    { echo "bootstrap_peers = [${peers%, }]"; cat "$work/node$n/garage.toml"; } >"$work/node$n/garage.new"
+    mv "$work/node$n/garage.new" "$work/node$n/garage.toml"
+done
+say "layout: zone dc1, 1G each, replication factor 3"
+ids=()
+for n in 2 3 4 5; do ids+=("${node_id[$n]%@*}"); done
+wait_for "layout assign" 30 quiet g layout assign -z dc1 -c 1G "${ids[@]}"
+wait_for "layout apply" 30 quiet g layout apply --version 1
+for n in 2 3 4 5; do wait_for "Garage on 127.0.0.$n to be healthy" 60 healthy "127.0.0.$n"; done
+cli() { quiet g "$@" || die "garage $1 $2 failed (output in $logs/cli.log)"; }
+cli key import --yes -n sidekick-demo "$access_key" "$secret_key"
+cli bucket create "$bucket"
+cli bucket allow --read --write --owner "$bucket" --key "$access_key"
 
 # sidekick's own ellipses (three dots), quoted so that the shell leaves them alone.
 endpoints="http://127.0.0.{2...5}:$s3_port"
-say "starting sidekick --health-port $health_port --health-duration 1s --log $endpoints"
-"$bin" --address 127.0.0.1:0 --health-port "$health_port" --health-duration 1s --log \
-    "$endpoints" 2>"$logs/sidekick.log" &
+say "starting sidekick --health-port $admin_port --health-path /health --health-duration 1s --log $endpoints"
+"$bin" --address 127.0.0.1:0 --health-port "$admin_port" --health-path /health \
+    --health-duration 1s --log "$endpoints" 2>"$logs/sidekick.log" &
 other_pids+=($!)
 wait_for "sidekick to listen" 10 grep -q "listening on" "$logs/sidekick.log"
 addr="$(sed -n 's/.*sidekick listening on \([^ ]*\).*/\1/p' "$logs/sidekick.log" | head -n1)"
@@ -166,25 +225,28 @@ addr="$(sed -n 's/.*sidekick listening on \([^ ]*\).*/\1/p' "$logs/sidekick.log"
 up_count() { [[ "$(grep -c ' is up' "$logs/sidekick.log")" -ge 4 ]]; }
 wait_for "four backends up" 20 up_count
 
-say "load: 1 writer + 3 readers for ${duration}s through http://$addr;" \
+say "load: 3 writers + 3 readers for ${duration}s through http://$addr;" \
     "127.0.0.3 is killed at ${kill_at}s and back ${down_for}s later"
-node_logs=()
-for n in 2 3 4 5; do node_logs+=(--node-log "127.0.0.$n:$s3_port=$logs/node$n.log"); done
 "$py" demo/workload.py --endpoint "http://$addr" --access-key "$access_key" \
-    --secret-key "$secret_key" --duration "$duration" --readers 3 \
-    --tail "demo=$logs/events.log" --tail "sidekick=$logs/sidekick.log" "${node_logs[@]}" &
+    --secret-key "$secret_key" --region garage --bucket "$bucket" \
+    --duration "$duration" --writers 3 --readers 3 \
+    --tail "demo=$logs/events.log" --tail "sidekick=$logs/sidekick.log" &
 workload=$!
 other_pids+=("$workload")
 
 sleep "$kill_at"
-event "killing s3s-fs on 127.0.0.3:$s3_port (SIGKILL)"
+event "killing Garage on 127.0.0.3 (SIGKILL)"
 kill -KILL "${node_pid[3]}"
 wait "${node_pid[3]}" 2>/dev/null || true
 sleep "$down_for"
-event "restarting s3s-fs on 127.0.0.3:$s3_port"
-# On start s3s-fs deletes the temporary files in its root, which here is shared: a PUT
-# that another node is writing at that moment fails with a 500, and boto3 retries it.
+event "restarting Garage on 127.0.0.3"
 start_node 3
+# The restarted node connects to its peers at once, but they count it up only on a
+# connection of their own, and retry a lost peer every 30 s: each is told to connect now.
+for n in 2 4 5; do
+    wait_for "127.0.0.$n to reconnect to 127.0.0.3" 30 \
+        quiet "$garage" -c "$work/node$n/garage.toml" node connect "${node_id[3]}"
+done
 
 set +e
 wait "$workload"

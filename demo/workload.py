@@ -1,17 +1,15 @@
 """Mixed S3 workload for the local demo: PUT, GET and LIST through sidekick.
 
-One writer thread PUTs objects one at a time (the demo's s3s-fs nodes share one data
-directory and name their temporary files with a per-process counter, so two writes at
-the same moment on two nodes could clobber each other); reader threads GET random
-objects already written, checking each body against the digest recorded at PUT, and
-LIST now and then. The run lasts --duration seconds, then a final paginated LIST
-must show exactly the objects written.
+Writer threads PUT objects at the same time, each its own keys; reader threads GET
+random objects already written, checking each body against the digest recorded at
+PUT, and LIST now and then. The run lasts --duration seconds, then a final paginated
+LIST must show exactly the objects written.
 
 While it runs, one progress line is redrawn in place (a plain line every few seconds
 when stdout is not a terminal), and new lines of the files given with --tail are
-printed above it. At the end it prints a summary, with the requests each backend
-served taken from the s3s-fs logs given with --node-log, and exits 1 if any
-operation failed.
+printed above it. At the end it prints a summary, with the requests sidekick sent
+to each backend and each backend's downtime taken from sidekick's metrics, and exits
+1 if any operation failed.
 """
 import argparse
 import hashlib
@@ -22,6 +20,7 @@ import re
 import sys
 import threading
 import time
+import urllib.request
 
 import boto3
 import botocore.exceptions
@@ -42,9 +41,9 @@ CUT_SHORT = tuple(
     )
     if cls is not None
 )
-BUCKET = "sidekick-demo"
+BUCKET = "sidekick-demo"  # --bucket
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-REQUEST_LINE = "s3s::service: req:"
+METRIC = re.compile(r'(?P<name>sidekick_\w+)\{endpoint="(?P<endpoint>[^"]+)"[^}]*\} (?P<value>\S+)')
 
 
 class Stats:
@@ -81,11 +80,11 @@ def body_for(index):
     return random.Random(index).randbytes(size)
 
 
-def writer(s3, stats, objects, keys, stop, problems):
+def writer(s3, stats, objects, keys, stop, problems, wid):
     index = 0
     while not stop.is_set():
-        key = f"obj/{index:06d}"
-        body = body_for(index)
+        key = f"obj/w{wid}-{index:06d}"
+        body = body_for(wid << 32 | index)
         try:
             resp = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         except Exception as e:  # noqa: BLE001 - every failure is reported
@@ -189,54 +188,59 @@ def final_listing(s3, objects):
     return listed == set(objects), len(listed)
 
 
-def requests_per_node(specs):
-    counts = []
-    for spec in specs:
-        name, path = spec.split("=", 1)
-        try:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                n = sum(1 for line in f if REQUEST_LINE in ANSI.sub("", line))
-        except FileNotFoundError:
-            n = 0
-        counts.append((name, n))
-    return counts
+def per_backend(endpoint):
+    """(backend, requests sent to it, seconds down) from sidekick's metrics."""
+    with urllib.request.urlopen(f"{endpoint}/.prometheus/metrics", timeout=10) as r:
+        text = r.read().decode()
+    found = {}
+    for line in text.splitlines():
+        m = METRIC.match(line)
+        if m:
+            found.setdefault(m["endpoint"], {})[m["name"]] = float(m["value"])
+    return [(url, int(v.get("sidekick_requests_total", 0)), v.get("sidekick_downtime_seconds_total", 0.0))
+            for url, v in sorted(found.items())]
 
 
 def main():
+    global BUCKET
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--endpoint", required=True, help="sidekick's URL")
     ap.add_argument("--access-key", required=True)
     ap.add_argument("--secret-key", required=True)
     ap.add_argument("--duration", type=float, default=40.0, help="seconds of load")
+    ap.add_argument("--region", default="us-east-1", help="the region the store signs for")
+    ap.add_argument("--bucket", default=BUCKET, help="an existing bucket the key may write to")
+    ap.add_argument("--writers", type=int, default=3, help="writer threads")
     ap.add_argument("--readers", type=int, default=3, help="reader threads")
     ap.add_argument("--tail", action="append", default=[], metavar="LABEL=FILE",
                     help="print new lines of FILE above the progress line")
-    ap.add_argument("--node-log", action="append", default=[], metavar="NAME=FILE",
-                    help="s3s-fs log (RUST_LOG=s3s::service=debug) to count requests from")
     args = ap.parse_args()
+    BUCKET = args.bucket
 
     config = Config(
         s3={"addressing_style": "path"},
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=3,
         read_timeout=20,
-        max_pool_connections=args.readers + 2,
+        max_pool_connections=args.writers + args.readers + 2,
     )
     s3 = boto3.client(
         "s3",
         endpoint_url=args.endpoint,
         aws_access_key_id=args.access_key,
         aws_secret_access_key=args.secret_key,
-        region_name="us-east-1",
+        region_name=args.region,
         config=config,
     )
-    s3.create_bucket(Bucket=BUCKET)
 
     stats, objects, keys = Stats(), {}, []
     problems, stop = queue.Queue(), threading.Event()
     tails = [Tail(*spec.split("=", 1)) for spec in args.tail]
     display = Display(sys.stdout.isatty())
-    threads = [threading.Thread(target=writer, args=(s3, stats, objects, keys, stop, problems))]
+    threads = [
+        threading.Thread(target=writer, args=(s3, stats, objects, keys, stop, problems, wid))
+        for wid in range(args.writers)
+    ]
     threads += [
         threading.Thread(target=reader, args=(s3, stats, objects, keys, stop, problems, seed))
         for seed in range(args.readers)
@@ -279,18 +283,22 @@ def main():
     total = sum(ops.values())
     print()
     print("summary")
-    print(f"  load          {elapsed:.1f} s, 1 writer + {args.readers} readers through {args.endpoint}")
+    print(f"  load          {elapsed:.1f} s, {args.writers} writers + {args.readers} readers through {args.endpoint}")
     print(f"  operations    {total} ({ops['PUT']} PUT, {ops['GET']} GET, {ops['LIST']} LIST), {total / elapsed:.0f} ops/s")
     print(f"  errors        {errors}")
     print(f"  retries       {retries} client-side: {stats.retries} by boto3, {stats.rereads} re-read of a body cut short")
     print(f"  throughput    {nbytes / 1e6:.1f} MB in {elapsed:.1f} s = {nbytes / 1e6 / elapsed:.1f} MB/s")
     print(f"  checks        each GET body against its PUT's MD5; final LIST shows {listed} of {len(objects)} objects"
           + ("" if listing_ok else "  << MISMATCH"))
-    counts = requests_per_node(args.node_log)
-    if counts:
-        print("  requests per backend (from each s3s-fs request log)")
-        for name, n in counts:
-            print(f"    {name:<24} {n}")
+    try:
+        backends = per_backend(args.endpoint)
+    except OSError as e:
+        backends = []
+        print(f"  (no metrics from sidekick: {e})")
+    if backends:
+        print("  per backend   requests sent (sidekick_requests_total), time down (sidekick_downtime_seconds_total)")
+        for url, n, down in backends:
+            print(f"    {url:<26} {n:>6}" + (f"   down {down:.1f} s" if down >= 0.05 else ""))
     if errors or ops["PUT"] == 0 or ops["GET"] == 0:
         print("FAILED")
         return 1

@@ -5,6 +5,7 @@
 
 mod backend;
 mod client;
+pub mod garage;
 mod pattern;
 mod process;
 pub mod tls;
