@@ -265,8 +265,9 @@ class Soak:
                 break
             g.restart(i)
             # Three copies of each object survive one node down, not two.
-            while not self.stop.is_set() and not all(g.whole(j) for j in range(len(IPS))):
-                time.sleep(0.1)
+            while not all(g.whole(j) for j in range(len(IPS))):
+                if self.stop.wait(0.1):
+                    return
 
     def rss_kib(self):
         with open(f"/proc/{self.sidekick.pid}/status") as f:
