@@ -180,6 +180,7 @@ api_bind_addr = "127.0.0.$n:$admin_port"
 admin_token = "$admin_token"
 EOF
 done
+# shellcheck disable=SC2329 # called through wait_for
 g() { "$garage" -c "$work/node2/garage.toml" "$@"; } # the CLI, through node 2
 start_node() { # N: Garage on 127.0.0.N
     "$garage" -c "$work/node$1/garage.toml" server >>"$logs/node$1.log" 2>&1 &
