@@ -72,7 +72,7 @@ else
     echo "skip deploy/systemd/sidekick.service: no systemd-analyze here"
 fi
 
-check "shell scripts (shellcheck)" shellcheck deploy/validate.sh demo/run.sh
+check "shell scripts (shellcheck)" shellcheck deploy/validate.sh demo/run.sh scripts/test scripts/test-tools .ci/run
 
 if ((failed)); then
     echo "deploy/validate.sh: FAILED"

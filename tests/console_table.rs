@@ -18,22 +18,15 @@ struct Tmux {
 }
 
 impl Tmux {
-    fn new() -> Option<Tmux> {
+    fn new() -> Tmux {
         static N: AtomicUsize = AtomicUsize::new(0);
-        if Command::new("tmux").arg("-V").output().is_err() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the console test needs tmux (apt-get install tmux)"
-            );
-            eprintln!("skipping: tmux missing");
-            return None;
-        }
+        require_tmux();
         let socket = format!(
             "sidekick-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, SeqCst)
         );
-        Some(Tmux { socket })
+        Tmux { socket }
     }
 
     fn tmux(&self, args: &[&str]) -> std::process::Output {
@@ -71,7 +64,7 @@ fn shows(screen: &str, url: &str, status: &str) -> bool {
 
 #[test]
 fn table_shows_every_backend_and_a_killed_one_as_down() {
-    let Some(tmux) = Tmux::new() else { return };
+    let tmux = Tmux::new();
     let mut backends: Vec<Backend> = (0..4).map(|i| Backend::start(&format!("c{i}"))).collect();
     let urls: Vec<String> = backends.iter().map(Backend::url).collect();
     let port = free_port("127.0.0.1");

@@ -17,15 +17,8 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(tag: &str) -> Option<Setup> {
-        if !curl_has_http2() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI needs a curl that speaks HTTP/2"
-            );
-            eprintln!("skipped: this curl does not speak HTTP/2");
-            return None;
-        }
+    fn new(tag: &str) -> Setup {
+        require_curl_http2();
         let dir = TempDir::new(tag);
         let ca = Ca::new("h2 CA");
         std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
@@ -43,12 +36,12 @@ impl Setup {
         wait_for("backend up", Duration::from_secs(20), || {
             https_request(sk.addr, None, "GET", "/v1/health", b"").status == 200
         });
-        Some(Setup {
+        Setup {
             ca_file: dir.arg("ca.pem"),
             _dir: dir,
             backend,
             sk,
-        })
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -77,9 +70,7 @@ fn text(out: &std::process::Output) -> String {
 
 #[test]
 fn get_head_and_range_over_http2() {
-    let Some(s) = Setup::new("h2-get") else {
-        return;
-    };
+    let s = Setup::new("h2-get");
     let out = s.curl(&[
         "-w",
         "\n%{http_version}",
@@ -161,9 +152,7 @@ fn get_head_and_range_over_http2() {
 
 #[test]
 fn large_upload_and_download_over_http2() {
-    let Some(s) = Setup::new("h2-large") else {
-        return;
-    };
+    let s = Setup::new("h2-large");
     const SIZE: u64 = 100 << 20;
     let dir = TempDir::new("h2-large-files");
     let upload = dir.join("upload.bin");
@@ -218,9 +207,7 @@ fn file_sha256(path: &std::path::Path) -> String {
 
 #[test]
 fn upload_without_length_streams_chunked_to_the_backend() {
-    let Some(s) = Setup::new("h2-stdin") else {
-        return;
-    };
+    let s = Setup::new("h2-stdin");
     let body = vec![42u8; 300_000];
     let mut child = Command::new("curl")
         .args([
@@ -246,9 +233,7 @@ fn upload_without_length_streams_chunked_to_the_backend() {
 
 #[test]
 fn many_concurrent_streams_on_one_connection() {
-    let Some(s) = Setup::new("h2-streams") else {
-        return;
-    };
+    let s = Setup::new("h2-streams");
     const N: usize = 200;
     let urls: Vec<String> = (0..N).map(|i| s.url(&format!("/obj/{i}"))).collect();
     let mut args: Vec<&str> = vec![
@@ -278,9 +263,7 @@ fn many_concurrent_streams_on_one_connection() {
 
 #[test]
 fn http1_over_tls_still_works() {
-    let Some(s) = Setup::new("h1-tls") else {
-        return;
-    };
+    let s = Setup::new("h1-tls");
     let out = curl(&[
         "--http1.1",
         "--cacert",

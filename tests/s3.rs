@@ -10,28 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::garage::{self, Garage, REGION};
+use common::garage::{Garage, REGION};
 use common::*;
-
-/// boto3 is needed too (`.ci/run` installs it). Without it the test fails in CI and
-/// says how to get it elsewhere.
-fn tools_present() -> bool {
-    if !garage::available() {
-        return false;
-    }
-    let boto = Command::new("python3")
-        .args(["-c", "import boto3"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !boto {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "S3 test needs `pip install boto3`"
-        );
-        eprintln!("skipping: the S3 test needs `pip install boto3`");
-    }
-    boto
-}
 
 /// sidekick in front of every node, checking each node's admin `/health`.
 fn sidekick_for(g: &Garage) -> Sidekick {
@@ -158,9 +138,7 @@ impl Drop for Workload {
 
 #[test]
 fn boto3_through_sidekick_to_four_garage_nodes_one_killed_and_restarted() {
-    if !tools_present() {
-        return;
-    }
+    require_s3();
     let mut g = Garage::start(4);
     let sk = sidekick_for(&g);
     let mut load = Workload::start(script("s3_workload.py", &sk, &g));
@@ -227,9 +205,7 @@ fn boto3_through_sidekick_to_four_garage_nodes_one_killed_and_restarted() {
 
 #[test]
 fn conditional_get_and_bad_signature_through_sidekick_to_garage() {
-    if !tools_present() {
-        return;
-    }
+    require_s3();
     let g = Garage::start(4);
     let sk = sidekick_for(&g);
     let out = script("s3_conditional.py", &sk, &g)

@@ -21,22 +21,6 @@ pub const REGION: &str = "garage";
 
 const SETUP: Duration = Duration::from_secs(60);
 
-/// Whether the `garage` binary is there. In CI its absence fails the test; elsewhere
-/// the test says how to get it and is skipped.
-pub fn available() -> bool {
-    let ok = Command::new("garage")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        let hint = "needs `cargo install garage@2.5.0 --locked --no-default-features \
-                    --features bundled-libs,sqlite`";
-        assert!(std::env::var_os("CI").is_none(), "Garage test {hint}");
-        eprintln!("skipping: the test {hint}");
-    }
-    ok
-}
-
 struct Node {
     ip: String,
     /// `<public key>@<ip>:<rpc port>`, known once the node has started.

@@ -9,8 +9,11 @@ pub mod garage;
 mod pattern;
 mod process;
 pub mod tls;
+mod tools;
 
 pub use backend::*;
 pub use client::*;
 pub use pattern::*;
 pub use process::*;
+#[allow(unused_imports)] // not every test binary drives a tool
+pub use tools::*;

@@ -412,11 +412,3 @@ pub fn curl(args: &[&str]) -> Output {
         .output()
         .expect("run curl")
 }
-
-/// True when the installed curl speaks HTTP/2.
-pub fn curl_has_http2() -> bool {
-    Command::new("curl")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("HTTP2"))
-}
