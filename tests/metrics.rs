@@ -175,3 +175,108 @@ fn failovers_between_sites_are_counted() {
     });
     assert_eq!(sk.get("/x").text(), "s2");
 }
+
+/// The value of the unlabelled sample `name` in a scrape.
+fn plain(scrape: &str, name: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Fields 14 + 15 (utime + stime) and 22 (starttime) of `/proc/PID/stat`, in clock ticks.
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let (_, rest) = text.rsplit_once(')').unwrap();
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // `fields[0]` is field 4.
+    (fields[10] + fields[11], fields[18])
+}
+
+fn clock_ticks() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn process_metrics_describe_the_sidekick_process() {
+    let backend = Backend::start("p0");
+    let sk = Sidekick::start(&[&backend.url()]);
+    let pid = sk.pid();
+    let ticks = clock_ticks();
+    let (cpu_before, started) = proc_stat(pid);
+    let s = scrape(&sk);
+    let (cpu_after, _) = proc_stat(pid);
+    let value = |name: &str| plain(&s, name).unwrap_or_else(|| panic!("no {name} in\n{s}"));
+
+    // CPU time is read during the scrape: between the readings before and after it.
+    let cpu = (value("process_cpu_seconds_total") * ticks).round() as u64;
+    assert!(
+        cpu_before <= cpu && cpu <= cpu_after,
+        "{cpu_before} {cpu} {cpu_after}"
+    );
+
+    // The start time is boot time plus the process's start in ticks after boot.
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let btime: f64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let start = value("process_start_time_seconds");
+    assert!(
+        (start - (btime + started as f64 / ticks)).abs() < 0.001,
+        "{start}"
+    );
+
+    // The soft limit on open files, as /proc shows it.
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let soft: f64 = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(value("process_max_fds"), soft);
+    // At least stdin, stdout, stderr and the listener; never over the limit.
+    let fds = value("process_open_fds");
+    assert!(fds >= 4.0 && fds <= soft, "{fds}");
+
+    let rss = value("process_resident_memory_bytes");
+    let vsize = value("process_virtual_memory_bytes");
+    assert!(rss >= 1_048_576.0 && rss <= vsize, "{rss} {vsize}");
+    for family in [
+        "# TYPE process_cpu_seconds_total counter",
+        "# TYPE process_open_fds gauge",
+        "# TYPE process_max_fds gauge",
+        "# TYPE process_resident_memory_bytes gauge",
+        "# TYPE process_virtual_memory_bytes gauge",
+        "# TYPE process_start_time_seconds gauge",
+    ] {
+        assert!(s.contains(family), "{family} missing in\n{s}");
+    }
+    promtool_check(&s);
+
+    // OpenMetrics names the same samples.
+    let om = request(
+        sk.addr,
+        "GET",
+        "/.prometheus/metrics",
+        &[("Accept", "application/openmetrics-text;version=1.0.0")],
+        b"",
+    )
+    .text();
+    for sample in ["process_cpu_seconds_total ", "process_start_time_seconds "] {
+        assert!(om.contains(sample), "{sample} missing in\n{om}");
+    }
+}

@@ -466,3 +466,350 @@ fn bad_certificates_and_keys_exit_2_naming_the_file() {
         &other_key,
     );
 }
+
+// ---------------------------------------------------------------- the Go tool's formats
+
+/// Runs the `openssl` command line tool; a missing or failing openssl fails the test.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    require_openssl();
+    let out = Command::new("openssl").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+#[test]
+fn legacy_and_pkcs8_encrypted_keys_written_by_openssl_are_served() {
+    let dir = TempDir::new("openssl-keys");
+    let pass = "pass:s3cret";
+    let ec = dir.arg("ec.key");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &ec,
+    ]);
+    // (key file, the DEK-Info it must carry, the command that writes it)
+    let cases: Vec<(&str, &str, Vec<&str>)> = vec![
+        (
+            "rsa-aes128.key",
+            "DEK-Info: AES-128-CBC,",
+            vec!["genrsa", "-aes128", "-traditional", "-passout", pass],
+        ),
+        (
+            "rsa-des3.key",
+            "DEK-Info: DES-EDE3-CBC,",
+            vec!["genrsa", "-des3", "-traditional", "-passout", pass],
+        ),
+        (
+            "rsa-des.key",
+            "DEK-Info: DES-CBC,",
+            // Single DES lives in OpenSSL 3's legacy provider.
+            vec![
+                "genrsa",
+                "-des",
+                "-traditional",
+                "-provider",
+                "legacy",
+                "-provider",
+                "default",
+                "-passout",
+                pass,
+            ],
+        ),
+        (
+            "ec-aes256.key",
+            "DEK-Info: AES-256-CBC,",
+            vec!["ec", "-in", &ec, "-aes256", "-passout", pass],
+        ),
+        (
+            "ec-aes192.key",
+            "DEK-Info: AES-192-CBC,",
+            vec!["ec", "-in", &ec, "-aes192", "-passout", pass],
+        ),
+        (
+            "ec-pkcs8.key",
+            "BEGIN ENCRYPTED PRIVATE KEY",
+            vec![
+                "pkcs8",
+                "-topk8",
+                "-v2",
+                "aes-256-cbc",
+                "-in",
+                &ec,
+                "-passout",
+                pass,
+            ],
+        ),
+    ];
+    let backend = Backend::start("b0");
+    for (name, marker, command) in &cases {
+        let key = dir.arg(name);
+        let mut args = command.clone();
+        args.extend(["-out", &key]);
+        // genrsa takes the key size last.
+        if command[0] == "genrsa" {
+            args.push("2048");
+        }
+        openssl(&args);
+        let text = std::fs::read_to_string(&key).unwrap();
+        assert!(text.contains(marker), "{name}: {text}");
+        if !marker.starts_with("BEGIN") {
+            assert!(text.contains("Proc-Type: 4,ENCRYPTED"), "{name}: {text}");
+        }
+        let cert = dir.arg(&format!("{name}.crt"));
+        openssl(&[
+            "req",
+            "-provider",
+            "legacy",
+            "-provider",
+            "default",
+            "-new",
+            "-x509",
+            "-key",
+            &key,
+            "-passin",
+            pass,
+            "-subj",
+            "/CN=localhost",
+            "-days",
+            "2",
+            "-out",
+            &cert,
+        ]);
+        let der = rustls::pki_types::CertificateDer::from_pem_file(&cert).unwrap();
+
+        let sk = Sidekick::start(&[
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+            "--key-password",
+            "s3cret",
+            &backend.url(),
+        ]);
+        // A complete handshake: the decrypted key signed it.
+        assert_eq!(handshake(sk.addr).certs[0], der, "{name}");
+        drop(sk);
+
+        refused(
+            &["--cert", &cert, "--key", &key, "--key-password", "wrong"],
+            &format!("{key}: the password does not open the key"),
+        );
+        refused(&["--cert", &cert, "--key", &key], "--key-password");
+    }
+}
+
+#[test]
+fn legacy_key_with_unknown_cipher_is_refused_naming_it() {
+    let dir = TempDir::new("legacy-cipher");
+    let key = dir.join("camellia.key");
+    let cert = dir.arg("cert.pem");
+    let ec = dir.arg("ec.key");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        &ec,
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-x509",
+        "-key",
+        &ec,
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "2",
+        "-out",
+        &cert,
+    ]);
+    let written = String::from_utf8(openssl(&[
+        "ec",
+        "-in",
+        &ec,
+        "-camellia256",
+        "-passout",
+        "pass:s3cret",
+    ]))
+    .unwrap();
+    assert!(written.contains("DEK-Info: CAMELLIA-256-CBC,"), "{written}");
+    std::fs::write(&key, written).unwrap();
+    let key = key.display().to_string();
+    refused(
+        &["--cert", &cert, "--key", &key, "--key-password", "s3cret"],
+        "unsupported key encryption CAMELLIA-256-CBC",
+    );
+}
+
+/// The subject alternative names of a DER certificate, as openssl prints them.
+fn subject_alt_names(dir: &TempDir, der: &[u8]) -> Vec<String> {
+    let file = dir.join("served.der");
+    std::fs::write(&file, der).unwrap();
+    let text = String::from_utf8(openssl(&[
+        "x509",
+        "-inform",
+        "DER",
+        "-in",
+        file.to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]))
+    .unwrap();
+    // "X509v3 Subject Alternative Name: \n    DNS:a, IP Address:127.0.0.1"
+    let list = text.lines().nth(1).unwrap_or_default();
+    list.split(',').map(|s| s.trim().to_string()).collect()
+}
+
+#[test]
+fn auto_tls_host_list_puts_every_name_in_the_certificate() {
+    let dir = TempDir::new("auto-list");
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&[
+        "--auto-tls-host",
+        "sidekick.test,localhost,127.0.0.1,::1",
+        &backend.url(),
+    ]);
+    assert!(
+        sk.log_contains("certificate for sidekick.test, localhost, 127.0.0.1, ::1:"),
+        "{:?}",
+        sk.log
+    );
+    let presented = handshake(sk.addr).certs.remove(0);
+    assert_eq!(
+        subject_alt_names(&dir, &presented),
+        [
+            "DNS:sidekick.test",
+            "DNS:localhost",
+            "IP Address:127.0.0.1",
+            "IP Address:0:0:0:0:0:0:0:1",
+        ]
+    );
+
+    // curl trusting only this certificate verifies it under a DNS name and an IP address.
+    let pem = https_request(sk.addr, None, "GET", "/v1/certificates", b"");
+    std::fs::write(dir.join("auto.pem"), &pem.body).unwrap();
+    let port = sk.addr.port();
+    let resolve = format!("sidekick.test:{port}:127.0.0.1");
+    for url in [
+        format!("https://sidekick.test:{port}/v1/health"),
+        format!("https://127.0.0.1:{port}/v1/health"),
+    ] {
+        let out = curl(&[
+            "--cacert",
+            &dir.arg("auto.pem"),
+            "--resolve",
+            &resolve,
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &url,
+        ]);
+        assert!(out.status.success(), "{url}: {out:?}");
+    }
+    // A name not in the list fails verification.
+    let other = format!("elsewhere.test:{port}:127.0.0.1");
+    let out = curl(&[
+        "--cacert",
+        &dir.arg("auto.pem"),
+        "--resolve",
+        &other,
+        &format!("https://elsewhere.test:{port}/v1/health"),
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+}
+
+#[test]
+fn bad_auto_tls_host_lists_exit_2() {
+    refused(
+        &["--auto-tls-host", "a.test,,b.test"],
+        "'a.test,,b.test': an empty name",
+    );
+    refused(&["--auto-tls-host", "a.test,"], "an empty name");
+    refused(
+        &["--auto-tls-host", "a.test,not a name"],
+        "'not a name' is neither a DNS name nor an IP address",
+    );
+    // With a certificate of its own (or half of one): one line naming both flags.
+    let dir = TempDir::new("auto-conflict");
+    let (_, _, cert, key) = server_cert(&dir);
+    let both = "cannot be used with --cert/--key";
+    refused(
+        &[
+            "--auto-tls-host",
+            "a.test,127.0.0.1",
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ],
+        both,
+    );
+    refused(&["--auto-tls-host", "a.test", "--key", &key], both);
+    refused(&["--auto-tls-host", "a.test", "--cert", &cert], both);
+}
+
+#[test]
+fn cacert_replaces_the_system_roots() {
+    let dir = TempDir::new("cacert-only");
+    let ours = Ca::new("our CA");
+    let system = Ca::new("a CA of the system store");
+    std::fs::write(dir.join("ours.pem"), &ours.pem).unwrap();
+    std::fs::write(dir.join("system.pem"), &system.pem).unwrap();
+    let by_system = https_backend("sys", system.issue(&["127.0.0.1"]).server_config());
+    let by_ours = https_backend("own", ours.issue(&["127.0.0.1"]).server_config());
+    // rustls-native-certs reads the system store from SSL_CERT_FILE when it is set.
+    let env = [("SSL_CERT_FILE", dir.arg("system.pem"))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Without --cacert the system store is trusted.
+    let system_only =
+        Sidekick::start_with_env(&env, &["--health-duration", "1s", &by_system.url()]);
+    wait_up(&system_only);
+    assert_eq!(system_only.get("/x").text(), "sys");
+
+    // With --cacert only its CAs are: the backend the system store vouches for is down.
+    let cacert = dir.arg("ours.pem");
+    let pinned = Sidekick::start_with_env(
+        &env,
+        &[
+            "--health-duration",
+            "1s",
+            "--cacert",
+            &cacert,
+            &by_system.url(),
+        ],
+    );
+    wait_for("the refused backend logged", LIMIT, || {
+        pinned.log_contains("is down") && pinned.log_contains("UnknownIssuer")
+    });
+    assert_eq!(pinned.health(), 502);
+    assert_eq!(pinned.get("/x").status, 502);
+
+    // ... and the one its CA signed is up.
+    let own = Sidekick::start_with_env(
+        &env,
+        &[
+            "--health-duration",
+            "1s",
+            "--cacert",
+            &cacert,
+            &by_ours.url(),
+        ],
+    );
+    wait_up(&own);
+    assert_eq!(own.get("/x").text(), "own");
+    assert_eq!(by_system.hits(), 1);
+}

@@ -1,6 +1,7 @@
 //! Prometheus metrics at `GET /.prometheus/metrics`. The hot path only bumps atomics
 //! (in `BackendStats` and here); a scrape builds a registry from them and from the
-//! Pool's `Snapshot`, and encodes it with `prometheus-client`.
+//! Pool's `Snapshot`, adds the standard `process_*` families, and encodes it with
+//! `prometheus-client`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -30,6 +31,7 @@ pub fn render(
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
     registry.register_collector(Box::new(Backends(status)));
+    registry.register_collector(Box::new(super::process::Process));
     let mut out = String::new();
     if openmetrics {
         prometheus_client::encoding::text::encode(&mut out, &registry)?;

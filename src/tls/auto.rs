@@ -1,6 +1,6 @@
-//! `--auto-tls-host NAME`: a self-signed ECDSA P-256 certificate generated at start.
-//! Clients pin it by the fingerprints printed at start, or fetch its PEM from
-//! `GET /v1/certificates`.
+//! `--auto-tls-host NAMES`: a self-signed ECDSA P-256 certificate generated at start
+//! for a comma-separated list of DNS names and IP addresses. Clients pin it by the
+//! fingerprints printed at start, or fetch its PEM from `GET /v1/certificates`.
 
 use std::sync::Arc;
 
@@ -10,13 +10,14 @@ use base64::Engine;
 use rcgen::{CertificateParams, DnType, KeyPair, PublicKeyData, PKCS_ECDSA_P256_SHA256};
 use rustls::crypto::CryptoProvider;
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use sha2::{Digest, Sha256};
 
 /// The generated certificate and what identifies it.
 #[derive(Debug)]
 pub struct Generated {
-    pub name: String,
+    /// Its subject alternative names, as given; the first is also its common name.
+    pub names: Vec<String>,
     pub pem: String,
     /// SHA-256 of the certificate (DER), colon-separated hex.
     pub fingerprint: String,
@@ -25,12 +26,37 @@ pub struct Generated {
     pub key: Arc<CertifiedKey>,
 }
 
+/// The names of `--auto-tls-host`: comma-separated, each a DNS name or an IP address.
+fn names(value: &str) -> Result<Vec<String>, String> {
+    let bad = |why: String| format!("error: --auto-tls-host '{value}': {why}");
+    value
+        .split(',')
+        .map(str::trim)
+        .map(|name| match name {
+            "" => Err(bad(
+                "an empty name (give DNS names and IP addresses, separated by commas)".into(),
+            )),
+            // A wildcard is a DNS name whose first label is `*`.
+            name => match ServerName::try_from(name.strip_prefix("*.").unwrap_or(name)) {
+                Ok(_) => Ok(name.to_string()),
+                Err(_) => Err(bad(format!(
+                    "'{name}' is neither a DNS name nor an IP address"
+                ))),
+            },
+        })
+        .collect()
+}
+
 impl Generated {
-    pub fn new(name: &str, provider: &CryptoProvider) -> Result<Generated, String> {
-        let bad = |e: &dyn std::fmt::Display| format!("error: --auto-tls-host '{name}': {e}");
+    /// A certificate for the names in `value` (the flag's text).
+    pub fn new(value: &str, provider: &CryptoProvider) -> Result<Generated, String> {
+        let names = names(value)?;
+        let bad = |e: &dyn std::fmt::Display| format!("error: --auto-tls-host '{value}': {e}");
         let key_pair = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| bad(&e))?;
-        let mut params = CertificateParams::new(vec![name.to_string()]).map_err(|e| bad(&e))?;
-        params.distinguished_name.push(DnType::CommonName, name);
+        // rcgen makes an IP address SAN of each name that parses as one.
+        let mut params = CertificateParams::new(names.clone()).map_err(|e| bad(&e))?;
+        let first = names.first().map_or(value, String::as_str);
+        params.distinguished_name.push(DnType::CommonName, first);
         let cert = params.self_signed(&key_pair).map_err(|e| bad(&e))?;
         let der = PrivateKeyDer::from(PrivatePkcs8KeyDer::from(key_pair.serialize_der()));
         let signing = provider
@@ -39,7 +65,7 @@ impl Generated {
             .map_err(|e| bad(&e))?;
         let spki = key_pair.subject_public_key_info();
         Ok(Generated {
-            name: name.to_string(),
+            names,
             pem: cert.pem(),
             fingerprint: super::fingerprint(cert.der()),
             spki_sha256: base64::engine::general_purpose::STANDARD.encode(Sha256::digest(&spki)),
@@ -62,5 +88,25 @@ pub fn certificates(req: &HttpRequest) -> HttpResponse {
             .insert_header((CONTENT_TYPE, "application/x-pem-file"))
             .body(generated.pem.clone()),
         None => HttpResponse::NotFound().finish(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+
+    #[test]
+    fn names_are_split_trimmed_and_checked() {
+        assert_eq!(
+            names("a.test, 127.0.0.1,::1,*.b.test").unwrap(),
+            ["a.test", "127.0.0.1", "::1", "*.b.test"]
+        );
+        for bad in ["", "a.test,", "a.test,,b.test"] {
+            let e = names(bad).unwrap_err();
+            assert!(e.contains("an empty name") && e.contains(bad), "{e}");
+        }
+        assert!(names("a.test,a b")
+            .unwrap_err()
+            .contains("'a b' is neither"));
     }
 }

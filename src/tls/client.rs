@@ -1,4 +1,5 @@
-//! TLS towards https backends: the system roots plus `--cacert`, verification against
+//! TLS towards https backends: the system roots, or only `--cacert` when it is given
+//! (as the Go tool does), verification against
 //! the endpoint's host name (also sent as SNI), an optional client certificate for
 //! mutual TLS, or no verification at all with `--insecure`. ALPN offers http/1.1 only.
 //!
@@ -19,7 +20,8 @@ use super::pem;
 
 /// Validated backend TLS material.
 pub struct Settings {
-    extra_roots: Vec<CertificateDer<'static>>,
+    /// `--cacert`: when given, the only CAs trusted.
+    cacert: Option<RootCertStore>,
     client_key: Option<Arc<CertifiedKey>>,
     insecure: bool,
 }
@@ -32,7 +34,7 @@ impl Settings {
         client_key: Option<&Path>,
         insecure: bool,
     ) -> Result<Settings, String> {
-        let extra_roots = match cacert {
+        let cacert = match cacert {
             Some(path) => {
                 let certs = pem::certificates(path).map_err(|e| format!("error: {e}"))?;
                 let mut store = RootCertStore::empty();
@@ -43,9 +45,9 @@ impl Settings {
                         path.display()
                     ));
                 }
-                certs
+                Some(store)
             }
-            None => Vec::new(),
+            None => None,
         };
         let client_key = match (client_cert, client_key) {
             (Some(cert), Some(key)) => Some(Arc::new(
@@ -66,13 +68,13 @@ impl Settings {
             (None, None) => None,
         };
         Ok(Settings {
-            extra_roots,
+            cacert,
             client_key,
             insecure,
         })
     }
 
-    /// The process-wide client config: system roots (read now) plus `--cacert`, and
+    /// The process-wide client config: `--cacert`, else the system roots (read now), and
     /// warnings to log at start (logging is not set up while the flags are parsed).
     pub fn config(
         &self,
@@ -97,14 +99,18 @@ impl Settings {
         Ok(Arc::new(config))
     }
 
+    /// `--cacert` alone when given: a private CA then cannot be bypassed by a
+    /// certificate that some public CA issued for the same name.
     fn roots(&self, warnings: &mut Vec<String>) -> RootCertStore {
+        if let Some(cacert) = &self.cacert {
+            return cacert.clone();
+        }
         let mut store = RootCertStore::empty();
         let native = rustls_native_certs::load_native_certs();
         for e in &native.errors {
             warnings.push(format!("reading the system's CA certificates: {e}"));
         }
         store.add_parsable_certificates(native.certs);
-        store.add_parsable_certificates(self.extra_roots.iter().cloned());
         if store.is_empty() {
             warnings.push(
                 "no CA certificate found: https backends cannot be verified (see --cacert)".into(),

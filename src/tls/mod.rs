@@ -8,6 +8,7 @@
 
 mod auto;
 mod client;
+mod legacy;
 mod pem;
 mod server;
 
@@ -32,10 +33,12 @@ pub struct TlsFlags {
     pub cert: Option<PathBuf>,
 
     /// PEM private key of --cert: PKCS#8 (plain or encrypted), PKCS#1 RSA or SEC1 EC
+    /// (plain or legacy OpenSSL-encrypted)
     #[arg(long, env = "SIDEKICK_KEY", value_name = "FILE")]
     pub key: Option<PathBuf>,
 
-    /// Password of an encrypted PKCS#8 --key
+    /// Password of an encrypted --key: encrypted PKCS#8, or a legacy OpenSSL PEM key
+    /// (Proc-Type: 4,ENCRYPTED; AES-128/192/256-CBC, DES-EDE3-CBC, DES-CBC)
     #[arg(
         long,
         env = "SIDEKICK_KEY_PASSWORD",
@@ -48,17 +51,15 @@ pub struct TlsFlags {
     #[arg(long, env = "SIDEKICK_TLS_MAX", value_enum, default_value_t = TlsMax::V1_3)]
     pub tls_max: TlsMax,
 
-    /// Serve TLS with a self-signed ECDSA certificate for NAME generated at start;
-    /// its fingerprints are printed and its PEM is served at /v1/certificates
-    #[arg(
-        long,
-        env = "SIDEKICK_AUTO_TLS_HOST",
-        value_name = "NAME",
-        conflicts_with_all = ["cert", "key"]
-    )]
+    /// Serve TLS with a self-signed ECDSA certificate generated at start for NAMES, a
+    /// comma-separated list of DNS names and IP addresses (all in its subject
+    /// alternative names); its fingerprints are printed and its PEM is served at
+    /// /v1/certificates
+    #[arg(long, env = "SIDEKICK_AUTO_TLS_HOST", value_name = "NAMES")]
     pub auto_tls_host: Option<String>,
 
-    /// PEM CA certificates trusted for https backends, besides the system's roots
+    /// PEM CA certificates trusted for https backends, instead of the system's roots:
+    /// with it, only these CAs are trusted
     #[arg(long, env = "SIDEKICK_CACERT", value_name = "FILE")]
     pub cacert: Option<PathBuf>,
 
@@ -126,6 +127,12 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn load(flags: TlsFlags, insecure: bool, https_backends: bool) -> Result<Tls, String> {
     let provider = provider();
     let server = match (flags.cert, flags.key, flags.auto_tls_host) {
+        (cert, key, Some(names)) if cert.is_some() || key.is_some() => {
+            return Err(format!(
+                "error: --auto-tls-host '{names}' cannot be used with --cert/--key: it \
+                 generates its own certificate; give one or the other"
+            ))
+        }
         (Some(cert), Some(key), _) => {
             let certified = pem::certified_key(&cert, &key, flags.key_password.as_deref())
                 .map_err(|e| format!("error: {e}"))?;

@@ -1,5 +1,6 @@
 //! PEM files: certificate chains and private keys (PKCS#8 plain or encrypted, PKCS#1
-//! RSA, SEC1 EC), checked against each other. Errors name the file and the reason.
+//! RSA, SEC1 EC, legacy OpenSSL-encrypted PEM), checked against each other. Errors
+//! name the file and the reason.
 
 use std::path::Path;
 
@@ -39,7 +40,7 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
 }
 
 /// The first private key in a PEM file, decrypted with `password` when it is an
-/// encrypted PKCS#8 key.
+/// encrypted PKCS#8 key or a legacy OpenSSL-encrypted one.
 pub fn private_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = read(path)?;
     let text = String::from_utf8_lossy(&bytes);
@@ -52,12 +53,8 @@ pub fn private_key(path: &Path, password: Option<&str>) -> Result<PrivateKeyDer<
         };
         return decrypt(path, &text[start..], password);
     }
-    if text.contains("Proc-Type: 4,ENCRYPTED") {
-        return Err(format!(
-            "{}: legacy OpenSSL-encrypted keys are not supported: convert it to encrypted \
-             PKCS#8 (openssl pkcs8 -topk8)",
-            path.display()
-        ));
+    if text.contains(super::legacy::MARKER) {
+        return super::legacy::open(path, &bytes, password);
     }
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         pem::Error::NoItemsFound => format!(

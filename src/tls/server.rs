@@ -60,7 +60,8 @@ impl Serving {
                 if !quiet {
                     eprintln!(
                         "sidekick generated a TLS certificate for {}: SHA-256 fingerprint {}",
-                        generated.name, generated.fingerprint
+                        generated.names.join(", "),
+                        generated.fingerprint
                     );
                     eprintln!(
                         "sidekick TLS public key SHA-256 (SPKI, base64): {}",

@@ -46,6 +46,15 @@ impl Sidekick {
         Self::spawn(cmd)
     }
 
+    /// Starts sidekick like `start`, with `env` added to its environment.
+    pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Sidekick {
+        let mut cmd = Command::new(BIN);
+        cmd.envs(env.iter().copied())
+            .args(["--address", "127.0.0.1:0", "--log"])
+            .args(args);
+        Self::spawn(cmd)
+    }
+
     /// Starts sidekick with its own `/etc/hosts` (a private mount namespace; needs
     /// root), so that test names resolve to test addresses.
     pub fn start_with_hosts(hosts: &std::path::Path, args: &[&str]) -> Sidekick {
