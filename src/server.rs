@@ -23,6 +23,7 @@ const BACKLOG: i32 = 4096;
 const DRAIN: u64 = 30;
 
 pub async fn run(cfg: Config) -> std::io::Result<()> {
+    let capacity = crate::limits::apply(&cfg);
     let listeners = listen(&cfg.listen)?;
     let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();
@@ -35,7 +36,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     .start();
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
     let open = Arc::new(AtomicUsize::new(0));
-    let max_conns = cfg.max_conns as usize;
+    let max_conns = capacity.max_conns;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
     let mut server = HttpServer::new(move || {
@@ -53,6 +54,8 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         data.insert(ConnInfo::new(conn, open.clone(), max_conns));
     })
     .workers(cfg.workers)
+    // Within the open-file limit, so that accepting never fails.
+    .max_connections(capacity.per_worker)
     .disable_signals()
     .shutdown_timeout(DRAIN)
     .keep_alive(cfg.keepalive_timeout)
