@@ -5,4 +5,5 @@ pub mod console;
 pub mod human;
 pub mod logging;
 pub mod metrics;
+mod throttle;
 pub mod trace;
