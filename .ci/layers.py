@@ -22,7 +22,8 @@ RANK = {
     "cache": 4,
     "admin": 5,
     "proxy": 6,
-    # Wiring: starts everything, imported by nothing.
+    # Wiring: starts everything, imported by nothing but the wiring.
+    "limits": 7,
     "server": 9,
     "signals": 8,
     "main": 10,

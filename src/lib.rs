@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod config;
+mod limits;
 pub mod observe;
 mod pool;
 pub mod proxy;

@@ -45,6 +45,7 @@ fn reason(e: &std::io::Error) -> String {
 }
 
 pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()> {
+    let capacity = crate::limits::apply(&cfg);
     let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
@@ -56,7 +57,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     .start();
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
     let open = Arc::new(AtomicUsize::new(0));
-    let max_conns = cfg.max_conns as usize;
+    let max_conns = capacity.max_conns;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
     let mut server = HttpServer::new(move || {
@@ -74,6 +75,8 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
         data.insert(ConnInfo::new(conn, open.clone(), max_conns));
     })
     .workers(cfg.workers)
+    // Within the open-file limit, so that accepting never fails.
+    .max_connections(capacity.per_worker)
     .disable_signals()
     .shutdown_timeout(DRAIN)
     .keep_alive(cfg.keepalive_timeout)

@@ -151,7 +151,8 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=96))]
     pub max_headers: u16,
 
-    /// Most client connections open at once; more are answered 503 and closed
+    /// Most client connections open at once; more are answered 503 and closed (lowered to
+    /// what the open-file limit holds: (limit - reserve) / 2)
     #[arg(long, env = "SIDEKICK_MAX_CONNS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_conns: u32,

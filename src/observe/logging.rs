@@ -1,12 +1,20 @@
 //! Console log lines: `--log` shows backend events at info, `--quiet` shows nothing,
-//! `--json` writes one JSON object per line; `RUST_LOG` refines the filter.
+//! `--json` writes one JSON object per line; `RUST_LOG` refines the filter. Accept
+//! errors are written at most once a second, with a count.
 
 use std::io::Write;
-use std::time::SystemTime;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
-use log::LevelFilter;
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::Config;
+use crate::observe::throttle::Throttle;
+
+/// Where actix's accept loop logs from. While the process is out of files it logs
+/// `Error accepting connection` for every listener twice a second, for as long as
+/// that lasts.
+const ACCEPT: &str = "actix_server::accept";
 
 pub fn init(cfg: &Config) {
     let mut builder = env_logger::Builder::new();
@@ -38,5 +46,59 @@ pub fn init(cfg: &Config) {
             writeln!(buf, "{time} {:<5} {}", record.level(), record.args())
         });
     }
-    builder.target(env_logger::Target::Stderr).init();
+    builder.target(env_logger::Target::Stderr);
+    let inner = builder.build();
+    let level = inner.filter();
+    let logger = Throttled {
+        inner,
+        accept: Mutex::new(Throttle::new(Duration::from_secs(1))),
+    };
+    if log::set_boxed_logger(Box::new(logger)).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+struct Throttled {
+    inner: env_logger::Logger,
+    accept: Mutex<Throttle>,
+}
+
+impl Log for Throttled {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+
+    fn log(&self, record: &Record) {
+        if record.level() != Level::Error
+            || record.target() != ACCEPT
+            || !self.inner.matches(record)
+        {
+            return self.inner.log(record);
+        }
+        let admitted = self
+            .accept
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .admit(Instant::now());
+        match admitted {
+            None => {}
+            Some(0) => self.inner.log(record),
+            Some(held) => self.inner.log(
+                &Record::builder()
+                    .args(format_args!(
+                        "{} ({held} more since the last such line)",
+                        record.args()
+                    ))
+                    .metadata(record.metadata().clone())
+                    .module_path(record.module_path())
+                    .file(record.file())
+                    .line(record.line())
+                    .build(),
+            ),
+        }
+    }
+
+    fn flush(&self) {
+        self.inner.flush()
+    }
 }

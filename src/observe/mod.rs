@@ -6,4 +6,5 @@ pub mod human;
 pub mod logging;
 pub mod metrics;
 pub mod process;
+mod throttle;
 pub mod trace;

@@ -1,13 +1,22 @@
-//! What sidekick keeps per client connection: its place under `--max-conns`
-//! (connections past the limit are answered 503 and closed, never left waiting in the
-//! accept queue) and the client address as a ready header value.
+//! What sidekick keeps per client connection: its place under `--max-conns` and the
+//! client address as a ready header value. A connection past the limit is answered
+//! 503 and closed, never left waiting in the accept queue: a plain one at once,
+//! before its request is read, so that it holds its file only until the event loop
+//! sees it closed, even when the client sends nothing; a TLS one when its request
+//! comes (the handler asks `over_limit`).
 
 use std::any::Any;
-use std::net::IpAddr;
+use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
+use actix_rt::net::TcpStream;
 use actix_web::http::header::HeaderValue;
+use socket2::SockRef;
+
+use crate::proxy::error::{raw_response, ProxyError};
+
+static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| raw_response(ProxyError::TooManyConnections));
 
 /// Held in each connection's data from accept until the connection closes.
 pub struct ConnInfo {
@@ -19,20 +28,30 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize) -> Self {
-        let before = open.fetch_add(1, Relaxed);
+        let over = open.fetch_add(1, Relaxed) >= max;
+        if over {
+            refuse(conn);
+        }
         let peer = crate::tls::tcp_stream(conn)
             .and_then(|s| s.peer_addr().ok())
             .and_then(|a| peer_value(a.ip()));
-        ConnInfo {
-            open,
-            over: before >= max,
-            peer,
-        }
+        ConnInfo { open, over, peer }
     }
 
     /// True when this connection was opened past the limit.
     pub fn over_limit(&self) -> bool {
         self.over
+    }
+}
+
+/// Answers a plain connection and shuts it both ways: the worker then reads its end
+/// and drops it. The answer is one small write into an empty send buffer, made
+/// directly (the event loop has not yet seen the socket writable).
+fn refuse(conn: &dyn Any) {
+    if let Some(tcp) = conn.downcast_ref::<TcpStream>() {
+        let socket = SockRef::from(tcp);
+        let _ = socket.send(&REFUSAL);
+        let _ = socket.shutdown(Shutdown::Both);
     }
 }
 

@@ -52,13 +52,17 @@ impl ProxyError {
         }
     }
 
-    /// The XML error response for a request on `resource` (the raw request path).
-    pub fn response(self, resource: &str) -> HttpResponse {
-        let body = format!(
+    fn body(self, resource: &str) -> String {
+        format!(
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{self}</Code><Message>{}</Message><Resource>{}</Resource></Error>",
             self.message(),
             xml_escape(resource)
-        );
+        )
+    }
+
+    /// The XML error response for a request on `resource` (the raw request path).
+    pub fn response(self, resource: &str) -> HttpResponse {
+        let body = self.body(resource);
         let mut res = HttpResponse::build(self.status());
         res.insert_header((CONTENT_TYPE, "application/xml"));
         match self {
@@ -79,6 +83,20 @@ impl ProxyError {
     }
 }
 
+/// The same answer as raw HTTP/1.1 bytes that close the connection, for a client
+/// answered before its request is read (so with no resource to name).
+pub fn raw_response(error: ProxyError) -> Vec<u8> {
+    let status = error.status();
+    let body = error.body("");
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    )
+    .into_bytes()
+}
+
 fn xml_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -97,6 +115,16 @@ fn xml_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_response_is_a_complete_closing_answer() {
+        let raw = String::from_utf8(raw_response(ProxyError::TooManyConnections)).unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"));
+        assert!(head.contains("\r\nconnection: close"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}", body.len())));
+        assert!(body.contains("<Code>SlowDown</Code>"));
+    }
 
     #[test]
     fn escapes_resource() {

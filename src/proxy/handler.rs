@@ -137,6 +137,10 @@ pub async fn handle(
             Err(e) => e,
         };
         crate::observe::trace::requests::failed(&req, &error);
+        if error.out_of_files() {
+            // Refused here, like a connection over the limit; the backend is fine.
+            return ProxyError::TooManyConnections.response(path.path());
+        }
         if matches!(error, upstream::Error::Stale) {
             // Counted, but the backend stays up: the race was no sign of it failing.
             backend.stats.failures.fetch_add(1, Relaxed);

@@ -44,10 +44,31 @@ impl Error {
         )
     }
 
+    /// sidekick itself ran out of open files: no sign of the backend failing.
+    pub fn out_of_files(&self) -> bool {
+        matches!(self, Error::Connect(e)
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+    }
+
     /// What a reused keep-alive connection shows when the backend closed it while
     /// the request was on its way: the request may be sent again on a fresh one.
     pub fn stale(&self) -> bool {
         matches!(self, Error::Closed | Error::Send(_))
             || matches!(self, Error::Read(e) if e.kind() == io::ErrorKind::ConnectionReset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_files_is_sidekicks_own() {
+        let emfile = Error::Connect(io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(emfile.out_of_files());
+        let refused = Error::Connect(io::ErrorKind::ConnectionRefused.into());
+        assert!(!refused.out_of_files());
+        let read = Error::Read(io::Error::from_raw_os_error(libc::EMFILE));
+        assert!(!read.out_of_files());
     }
 }

@@ -72,6 +72,28 @@ impl Sidekick {
         Self::spawn(cmd)
     }
 
+    /// Starts sidekick like `start`, with its open-file limit set to `soft`:`hard`.
+    pub fn start_with_nofile(soft: u64, hard: u64, args: &[&str]) -> Sidekick {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--address", "127.0.0.1:0", "--log"]).args(args);
+        let limit = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: the closure runs between fork and exec and only calls setrlimit,
+        // which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Self::spawn(cmd)
+    }
+
     fn spawn(mut cmd: Command) -> Sidekick {
         let mut child = cmd
             .stdout(Stdio::null())
