@@ -32,13 +32,16 @@ struct Echo {
     shared: Arc<EchoShared>,
 }
 
+/// An upgrade request's path and headers (names lower-cased).
+type SeenUpgrade = (String, Vec<(String, String)>);
+
 #[derive(Default)]
 struct EchoShared {
     stop: AtomicBool,
     /// A handle on every connection, to cut them all like a crash.
     conns: Mutex<Vec<TcpStream>>,
     /// Path and headers of each upgrade request.
-    handshakes: Mutex<Vec<(String, Vec<(String, String)>)>>,
+    handshakes: Mutex<Vec<SeenUpgrade>>,
     /// Sessions that ended with a completed close handshake.
     closed: AtomicUsize,
 }
@@ -79,7 +82,7 @@ impl Echo {
         }
     }
 
-    fn handshakes(&self) -> Vec<(String, Vec<(String, String)>)> {
+    fn handshakes(&self) -> Vec<SeenUpgrade> {
         self.shared.handshakes.lock().unwrap().clone()
     }
 

@@ -132,10 +132,8 @@ fn parse_as(
     };
     // A message with both framings may be a smuggling attempt: never reuse it. After
     // a switch the connection speaks another protocol.
-    let keep_alive = !close
-        && !switched
-        && framing != Framing::Close
-        && !(transfer_encoding && length.is_some());
+    let both_framings = transfer_encoding && length.is_some();
+    let keep_alive = !(close || switched || both_framings || framing == Framing::Close);
 
     let mut headers = HeaderMap::with_capacity(res.headers.len());
     for h in res.headers.iter() {
