@@ -23,13 +23,14 @@ use tungstenite::{Message, WebSocket};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A WebSocket echo server on loopback, one thread per connection. It answers plain
+/// A WebSocket echo server on loopback (plain or TLS), one thread per connection. It answers plain
 /// requests (health checks) with 200, refuses the upgrade on `/refuse` with a 403,
 /// sends a first frame in the same write as its 101 on `/early`, and closes the
 /// session itself when it receives the text `close-please`.
 struct Echo {
     addr: SocketAddr,
     shared: Arc<EchoShared>,
+    https: bool,
 }
 
 /// An upgrade request's path and headers (names lower-cased).
@@ -42,15 +43,25 @@ struct EchoShared {
     conns: Mutex<Vec<TcpStream>>,
     /// Path and headers of each upgrade request.
     handshakes: Mutex<Vec<SeenUpgrade>>,
-    /// Sessions that ended with a completed close handshake.
+    /// Sessions that ended with a completed close handshake, and in any way.
     closed: AtomicUsize,
+    ended: AtomicUsize,
 }
 
 impl Echo {
     fn start() -> Echo {
+        Self::serve(None)
+    }
+
+    fn start_tls(config: Arc<rustls::ServerConfig>) -> Echo {
+        Self::serve(Some(config))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Echo {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(EchoShared::default());
+        let https = tls.is_some();
         let s = shared.clone();
         thread::spawn(move || {
             for conn in listener.incoming() {
@@ -61,15 +72,20 @@ impl Echo {
                 if let Ok(c) = conn.try_clone() {
                     s.conns.lock().unwrap().push(c);
                 }
-                let s = s.clone();
-                thread::spawn(move || serve_echo(conn, &s));
+                let (s, tls) = (s.clone(), tls.clone());
+                thread::spawn(move || serve_echo(conn, tls, &s));
             }
         });
-        Echo { addr, shared }
+        Echo {
+            addr,
+            shared,
+            https,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Closes the listener and cuts every connection, like a crashed process.
@@ -89,6 +105,10 @@ impl Echo {
     fn closed(&self) -> usize {
         self.shared.closed.load(SeqCst)
     }
+
+    fn ended(&self) -> usize {
+        self.shared.ended.load(SeqCst)
+    }
 }
 
 impl Drop for Echo {
@@ -97,10 +117,29 @@ impl Drop for Echo {
     }
 }
 
-fn serve_echo(conn: TcpStream, shared: &EchoShared) {
+fn serve_echo(mut conn: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, shared: &EchoShared) {
     let Ok(handle) = conn.try_clone() else { return };
+    match tls {
+        None => session(conn, shared),
+        Some(config) => {
+            let Ok(mut server) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            while server.is_handshaking() {
+                if server.complete_io(&mut conn).is_err() {
+                    return;
+                }
+            }
+            session(rustls::StreamOwned::new(server, conn), shared);
+        }
+    }
+    // The server closes the TCP connection once the session is over (RFC 6455 §7.1.1).
+    let _ = handle.shutdown(Shutdown::Both);
+}
+
+/// Plain requests until one asks for a WebSocket, then an echo session.
+fn session<S: Read + Write>(conn: S, shared: &EchoShared) {
     let mut r = BufReader::new(conn);
-    // Plain requests until one asks for a WebSocket.
     loop {
         let Ok((start, headers)) = read_head(&mut r) else {
             return;
@@ -169,8 +208,7 @@ fn serve_echo(conn: TcpStream, shared: &EchoShared) {
             Err(_) => break,
         }
     }
-    // The server closes the TCP connection once the session is over (RFC 6455 §7.1.1).
-    let _ = handle.shutdown(Shutdown::Both);
+    shared.ended.fetch_add(1, SeqCst);
 }
 
 type Client = WebSocket<TcpStream>;
@@ -204,7 +242,7 @@ fn open(sk: &Sidekick, path: &str) -> Client {
     ws
 }
 
-fn echo(ws: &mut Client, msg: Message) {
+fn echo<S: Read + Write>(ws: &mut WebSocket<S>, msg: Message) {
     ws.send(msg.clone()).unwrap();
     let got = ws.read().unwrap();
     assert!(
@@ -230,7 +268,7 @@ fn timed_out(e: &std::io::Error) -> bool {
 /// Reads until the session ends, returning the messages that came first; panics
 /// if the connection stays open past the socket's read timeout. The TCP connection
 /// itself must be closed too.
-fn read_until_closed(ws: &mut Client) -> Vec<Message> {
+fn read_until_closed<S: Read + Write>(ws: &mut WebSocket<S>) -> Vec<Message> {
     let mut got = Vec::new();
     loop {
         match ws.read() {
@@ -559,4 +597,93 @@ fn metrics_and_trace_count_upgraded_connections_and_least_spreads_them() {
         sample(&sk, "sidekick_in_flight_requests", &second.url()),
         Some(1.0)
     );
+}
+
+#[test]
+fn a_client_that_goes_away_ends_the_backends_session() {
+    let health = Backend::start("health");
+    let e = Echo::start();
+    let sk = sidekick(&health, &[&e], &[]);
+    let mut ws = open(&sk, "/gone");
+    echo(&mut ws, Message::text("hello"));
+    // No close frame: the client's socket just closes.
+    drop(ws);
+    wait_for("the backend's session to end", LIMIT, || e.ended() == 1);
+    assert_eq!(e.closed(), 0);
+    wait_for("nothing in flight", LIMIT, || {
+        sample(&sk, "sidekick_in_flight_requests", &e.url()) == Some(0.0)
+            && sample(&sk, "sidekick_upgraded_connections", &e.url()) == Some(0.0)
+    });
+}
+
+#[test]
+fn an_upgrade_that_cannot_connect_is_retried_on_another_backend() {
+    let health = Backend::start("health");
+    let (a, b) = (Echo::start(), Echo::start());
+    let sk = sidekick(&health, &[&a, &b], &[]);
+    // The first session makes its backend the busier one...
+    let mut first = open(&sk, "/first");
+    let (busy, idle) = match a.handshakes().len() {
+        1 => (&a, &b),
+        _ => (&b, &a),
+    };
+    // ...so the next upgrade picks the other, which is dead but still checked up
+    // (its health is answered elsewhere).
+    idle.kill();
+    wait_for("the dead backend's port closed", LIMIT, || {
+        TcpStream::connect(idle.addr).is_err()
+    });
+    let mut second = open(&sk, "/second");
+    echo(&mut second, Message::text("retried"));
+    let paths: Vec<String> = busy.handshakes().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["/first", "/second"]);
+    assert_eq!(
+        sample(&sk, "sidekick_retries_total", &idle.url()),
+        Some(1.0)
+    );
+    wait_for("the dead backend marked down", LIMIT, || {
+        sk.log_contains(&format!("{} is down", idle.url()))
+    });
+    echo(&mut first, Message::text("untouched"));
+}
+
+#[test]
+fn wss_through_tls_on_both_sides() {
+    let dir = common::tls::TempDir::new("wss");
+    let ca = common::tls::Ca::new("backend CA");
+    std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+    let issued = ca.issue(&["127.0.0.1"]);
+    let health = common::tls::https_backend("health", issued.server_config());
+    let e = Echo::start_tls(issued.server_config());
+    let (cert, key) = common::tls::Issued::self_signed(&["localhost"]).write(dir.path(), "front");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let cacert = dir.arg("ca.pem");
+    let sk = sidekick(
+        &health,
+        &[&e],
+        &["--cacert", &cacert, "--cert", cert, "--key", key],
+    );
+    let config = common::tls::client_config(None, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(sk.addr).unwrap();
+    tcp.set_read_timeout(Some(LIMIT)).unwrap();
+    let stream = rustls::StreamOwned::new(tls, tcp);
+    let req = format!("wss://localhost:{}/secure", sk.addr.port())
+        .into_client_request()
+        .unwrap();
+    let (mut ws, res) = match tungstenite::client::client(req, stream) {
+        Ok(done) => done,
+        Err(e) => panic!("handshake: {e}"),
+    };
+    assert_eq!(res.status(), 101);
+    echo(&mut ws, Message::text("secret"));
+    let mut data = Vec::new();
+    write_pattern(&mut data, 1 << 20).unwrap();
+    echo(&mut ws, Message::binary(data));
+    assert_eq!(e.handshakes()[0].0, "/secure");
+    ws.close(None).unwrap();
+    let got = read_until_closed(&mut ws);
+    assert!(matches!(got.last(), Some(Message::Close(_))), "{got:?}");
+    wait_for("the backend's clean close", LIMIT, || e.closed() == 1);
 }

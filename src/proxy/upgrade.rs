@@ -217,7 +217,8 @@ async fn upload(
 
 /// Backend to client, as the 101's body. Holds the backend's in-flight count for the
 /// whole session, and ends it (both directions) on the backend's close, a broken
-/// connection or the idle limit.
+/// connection or the idle limit; the client's connection then closes once what is
+/// buffered for it is sent.
 struct Tunnel {
     read: ReadSide,
     /// The next bytes for the client: at first what came with the 101.
@@ -258,7 +259,8 @@ fn after(from: Instant, limit: Duration) -> Instant {
 }
 
 impl Stream for Tunnel {
-    type Item = Result<Bytes, std::io::Error>;
+    /// The session never fails towards actix: an error would drop what is buffered.
+    type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
@@ -269,10 +271,15 @@ impl Stream for Tunnel {
                 // connection closes.
                 Poll::Ready(Ok(0)) => return Poll::Ready(None),
                 Poll::Ready(Ok(_)) => {}
+                // Ended as by a close: what was read still reaches the client, which
+                // an error here would drop with the connection. A TLS backend that
+                // closes without close_notify reads as UnexpectedEof, no failure.
                 Poll::Ready(Err(e)) => {
-                    this.backend().stats.failures.fetch_add(1, Relaxed);
+                    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+                        this.backend().stats.failures.fetch_add(1, Relaxed);
+                    }
                     debug!("{} broke an upgraded connection: {e}", this.backend().name);
-                    return Poll::Ready(Some(Err(e)));
+                    return Poll::Ready(None);
                 }
                 Poll::Pending => {
                     return match this.poll_idle(cx) {
