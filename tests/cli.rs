@@ -96,6 +96,7 @@ fn bad_input_exits_2_with_the_error_first_then_hints() {
         (&["--host-balance", "roundrobin", "http://a"], "roundrobin"),
         (&["--address", "localhost", "http://a"], "localhost"),
         (&["--workers", "none", "http://a"], "none"),
+        (&["--upgrade-idle-timeout", "0s", "http://a"], "0s"),
         (&["--no-such-flag", "http://a"], "--no-such-flag"),
     ];
     for (args, needle) in cases {

@@ -142,6 +142,11 @@ pub struct Cli {
           value_parser = positive_duration)]
     pub keepalive_timeout: Duration,
 
+    /// How long an upgraded (WebSocket) connection may pass no byte either way
+    #[arg(long, env = "SIDEKICK_UPGRADE_IDLE_TIMEOUT", default_value = "1h",
+          value_parser = positive_duration)]
+    pub upgrade_idle_timeout: Duration,
+
     /// Largest request head (request line and headers) accepted
     #[arg(long, env = "SIDEKICK_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub max_header_size: u64,

@@ -140,7 +140,7 @@ impl Collector for Backends {
             e,
             Family {
                 name: "sidekick_rx",
-                help: "Request body bytes received from clients for the backend.",
+                help: "Request body bytes received from clients for the backend, and bytes clients sent on upgraded connections.",
                 unit: Some(Unit::Bytes),
                 value: &|s| counter(&s.backend.stats.rx_bytes),
             },
@@ -149,7 +149,7 @@ impl Collector for Backends {
             e,
             Family {
                 name: "sidekick_tx",
-                help: "Response body bytes from the backend sent to clients.",
+                help: "Response body bytes from the backend sent to clients, and bytes it sent on upgraded connections.",
                 unit: Some(Unit::Bytes),
                 value: &|s| counter(&s.backend.stats.tx_bytes),
             },
@@ -221,6 +221,24 @@ impl Collector for Backends {
                 help: "Requests that failed on the backend before a response and were retried elsewhere.",
                 unit: None,
                 value: &|s| counter(&s.backend.stats.retries),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_upgrades",
+                help: "Connections switched to another protocol (WebSocket) through the backend.",
+                unit: None,
+                value: &|s| counter(&s.backend.stats.upgrades),
+            },
+        )?;
+        self.family(
+            e,
+            Family {
+                name: "sidekick_upgraded_connections",
+                help: "Upgraded (WebSocket) connections open through the backend; each is also a request in flight.",
+                unit: None,
+                value: &|s| gauge(s.backend.stats.upgraded_open.load(Relaxed)),
             },
         )?;
         let failovers = ConstCounter::new(self.0.failovers);

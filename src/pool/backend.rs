@@ -49,6 +49,10 @@ pub struct BackendStats {
     pub consecutive_5xx: AtomicU32,
     /// Up in the Pool's view (written by the Pool only; read by optimistic checkers).
     pub up: AtomicBool,
+    /// Connections switched to another protocol (WebSocket) through this backend.
+    pub upgrades: AtomicU64,
+    /// Of those, the ones open now.
+    pub upgraded_open: AtomicU64,
 }
 
 impl Backend {
@@ -108,27 +112,51 @@ pub fn monotonic_nanos() -> u64 {
 
 /// Counts a request in flight on a backend from pick until the response body has been
 /// streamed to the client (or dropped, however the request ends).
-/// Its lifetime is the request's duration in the latency statistics.
-pub struct InFlight(Arc<Backend>, u64);
+/// Its lifetime is the request's duration in the latency statistics, unless `settle`
+/// recorded the duration earlier.
+pub struct InFlight {
+    backend: Arc<Backend>,
+    started: u64,
+    settled: bool,
+}
 
 impl InFlight {
     pub fn new(backend: Arc<Backend>) -> Self {
         backend.stats.in_flight.fetch_add(1, Relaxed);
         backend.stats.calls.fetch_add(1, Relaxed);
-        InFlight(backend, monotonic_nanos())
+        InFlight {
+            backend,
+            started: monotonic_nanos(),
+            settled: false,
+        }
     }
 
     pub fn backend(&self) -> &Arc<Backend> {
-        &self.0
+        &self.backend
+    }
+
+    /// Records the request's duration now, while it stays in flight: an upgraded
+    /// connection's latency is its handshake, not the length of its session.
+    pub fn settle(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            let now = monotonic_nanos();
+            self.backend
+                .stats
+                .latency
+                .record(now.saturating_sub(self.started));
+        }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let stats = &self.0.stats;
+        let stats = &self.backend.stats;
         let now = monotonic_nanos();
         stats.in_flight.fetch_sub(1, Relaxed);
         stats.last_finished.store(now.max(1), Relaxed);
-        stats.latency.record(now.saturating_sub(self.1));
+        if !self.settled {
+            stats.latency.record(now.saturating_sub(self.started));
+        }
     }
 }

@@ -19,8 +19,8 @@ pub enum ProxyError {
     /// The request head is larger than the limits allow.
     #[display("RequestHeaderSectionTooLarge")]
     HeadersTooLarge,
-    /// A method or coding sidekick does not forward (CONNECT, WebSocket, a transfer
-    /// coding other than chunked).
+    /// A method or coding sidekick does not forward (CONNECT, a transfer coding other
+    /// than chunked).
     #[display("NotImplemented")]
     NotImplemented,
     /// More client connections than `--max-conns`.

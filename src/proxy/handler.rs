@@ -2,6 +2,7 @@
 //! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use actix::Addr;
 use actix_web::body::{BodyStream, BoxBody, None as NoBody, SizedStream};
@@ -23,6 +24,7 @@ use crate::proxy::headers::{self, Target};
 use crate::proxy::relay::Relay;
 use crate::proxy::request_body::read_ahead;
 use crate::proxy::retry;
+use crate::proxy::upgrade;
 use crate::proxy::validate::{self, Limits};
 use crate::upstream::request::Body;
 use crate::upstream::{self, Reply, Response, Upstream};
@@ -36,6 +38,7 @@ pub struct Shared {
     pub max_retries: usize,
     pub retry_buffer: u64,
     pub max_5xx: u32,
+    pub upgrade_idle_timeout: Duration,
 }
 
 impl Shared {
@@ -51,6 +54,7 @@ impl Shared {
             max_retries: cfg.max_retries as usize,
             retry_buffer: cfg.retry_buffer,
             max_5xx: cfg.max_5xx,
+            upgrade_idle_timeout: cfg.upgrade_idle_timeout,
         }
     }
 }
@@ -85,6 +89,11 @@ pub async fn handle(
     }
     if let Err(e) = validate::check(req.head(), shared.limits) {
         return e.response(req.path());
+    }
+    match upgrade::wanted(req.head()) {
+        Ok(false) => {}
+        Ok(true) => return forward_upgrade(&req, payload, &shared, &worker).await,
+        Err(e) => return e.response(req.path()),
     }
     let Some(path) = req.uri().path_and_query() else {
         return ProxyError::BadRequest.response(req.path());
@@ -160,6 +169,28 @@ pub async fn handle(
         }
         backend.stats.retries.fetch_add(1, Relaxed);
         debug!("retrying {method} {path} after {}: {error}", backend.name);
+    }
+}
+
+/// A WebSocket request, through `proxy::upgrade`.
+async fn forward_upgrade(
+    req: &HttpRequest,
+    payload: web::Payload,
+    shared: &Shared,
+    worker: &Worker,
+) -> HttpResponse {
+    let route = upgrade::Route {
+        view: &shared.view,
+        pool: &shared.pool,
+        balance: shared.balance,
+        max_retries: shared.max_retries,
+        upstream: &worker.upstream,
+        budget: &worker.budget,
+        idle_timeout: shared.upgrade_idle_timeout,
+    };
+    match upgrade::forward(req, payload.into_inner(), route).await {
+        upgrade::Outcome::Answer(res) => res,
+        upgrade::Outcome::Refused(res, guard) => respond(false, res, guard, shared),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The data path: the catch-all handler, what it refuses, the header rules towards
-//! backends, request bodies, the response relay, retries and the errors it answers.
+//! backends, request bodies, the response relay, retries, WebSocket pass-through and
+//! the errors it answers.
 
 pub mod conn_info;
 pub mod error;
@@ -8,4 +9,5 @@ pub mod headers;
 pub mod relay;
 pub mod request_body;
 pub mod retry;
+pub mod upgrade;
 pub mod validate;

@@ -2,7 +2,7 @@
 //! lets through but a smuggling-safe proxy must not forward.
 
 use actix_web::dev::RequestHead;
-use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE};
+use actix_web::http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use actix_web::http::{Method, Version};
 
 pub use crate::proxy::error::ProxyError;
@@ -61,13 +61,7 @@ pub fn check(head: &RequestHead, limits: Limits) -> Result<(), ProxyError> {
             return Err(ProxyError::NotImplemented);
         }
     }
-    // actix treats a WebSocket upgrade's body as an endless stream: not proxied.
-    if headers
-        .get(UPGRADE)
-        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"))
-    {
-        return Err(ProxyError::NotImplemented);
-    }
+    // WebSocket requests are checked in `proxy::upgrade`.
     Ok(())
 }
 

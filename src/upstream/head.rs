@@ -45,6 +45,20 @@ impl ResponseHead {
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete, else the
 /// head and its length in bytes.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(ResponseHead, usize)>, Error> {
+    parse_as(buf, head_request, false)
+}
+
+/// Like `parse`, for the answer to an upgrade request: a `101 Switching Protocols`
+/// is accepted and keeps its `Upgrade` header, which the client needs to see.
+pub fn parse_upgrade(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, Error> {
+    parse_as(buf, false, true)
+}
+
+fn parse_as(
+    buf: &[u8],
+    head_request: bool,
+    upgrade: bool,
+) -> Result<Option<(ResponseHead, usize)>, Error> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut lines);
     let len = match res.parse(buf) {
@@ -58,8 +72,9 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(ResponseHead, usi
         .code
         .and_then(|c| StatusCode::from_u16(c).ok())
         .ok_or(Error::Invalid("bad status"))?;
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        // sidekick never forwards Upgrade, so a switch was not asked for.
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+    if switched && !upgrade {
+        // Upgrade is forwarded only on upgrade requests: a switch was not asked for.
         return Err(Error::Invalid("unrequested protocol switch"));
     }
     let http11 = res.version == Some(1);
@@ -115,18 +130,22 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<(ResponseHead, usi
             None => Framing::Close,
         }
     };
-    // A message with both framings may be a smuggling attempt: never reuse it.
-    let keep_alive =
-        !close && framing != Framing::Close && !(transfer_encoding && length.is_some());
+    // A message with both framings may be a smuggling attempt: never reuse it. After
+    // a switch the connection speaks another protocol.
+    let both_framings = transfer_encoding && length.is_some();
+    let keep_alive = !(close || switched || both_framings || framing == Framing::Close);
 
     let mut headers = HeaderMap::with_capacity(res.headers.len());
     for h in res.headers.iter() {
         let name = h.name.as_bytes();
         let framing_header =
             name.eq_ignore_ascii_case(b"content-length") && status != StatusCode::NOT_MODIFIED;
-        if framing_header
-            || is_hop_by_hop(name)
-            || named.iter().any(|n| n.eq_ignore_ascii_case(name))
+        // A switch names the protocol switched to; `Connection: upgrade` names it too.
+        let kept = switched && name.eq_ignore_ascii_case(b"upgrade");
+        if !kept
+            && (framing_header
+                || is_hop_by_hop(name)
+                || named.iter().any(|n| n.eq_ignore_ascii_case(name)))
         {
             continue;
         }
@@ -247,6 +266,26 @@ mod tests {
 
         let (h, _) = head("HTTP/1.1 100 Continue\r\n\r\n").unwrap().unwrap();
         assert!(h.interim());
+    }
+
+    #[test]
+    fn a_switch_is_accepted_only_when_asked_for_and_keeps_its_upgrade_header() {
+        let raw = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-Drop\r\nUpgrade: websocket\r\nX-Drop: 1\r\nSec-WebSocket-Accept: abc\r\n\r\nframe";
+        assert!(head(raw).is_err());
+        let (h, n) = parse_upgrade(raw.as_bytes()).unwrap().unwrap();
+        assert_eq!(&raw[n..], "frame");
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!((h.framing, h.keep_alive), (Framing::Empty, false));
+        assert_eq!(h.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.headers.get("sec-websocket-accept").unwrap(), "abc");
+        assert!(h.headers.get("connection").is_none() && h.headers.get("x-drop").is_none());
+        // Any other answer is an ordinary one, hop-by-hop headers removed.
+        let (h, _) =
+            parse_upgrade(b"HTTP/1.1 403 No\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nno")
+                .unwrap()
+                .unwrap();
+        assert_eq!((h.framing, h.keep_alive), (Framing::Length(2), true));
+        assert!(h.headers.get("upgrade").is_none());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod error;
 pub mod head;
 mod idle;
 pub mod request;
+pub mod upgrade;
 
 use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
@@ -318,9 +319,17 @@ async fn answer(
 
 /// Reads up to a final response head, skipping interim ones (100, 103).
 async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, Error> {
+    read_final(conn, |buf| head::parse(buf, head_request)).await
+}
+
+/// `read_head` with the parser given: the answer to an upgrade may be a switch.
+async fn read_final<P>(conn: &mut Conn, parse: P) -> Result<ResponseHead, Error>
+where
+    P: Fn(&[u8]) -> Result<Option<(ResponseHead, usize)>, Error>,
+{
     loop {
         if !conn.buf.is_empty() {
-            if let Some((head, len)) = head::parse(&conn.buf, head_request)? {
+            if let Some((head, len)) = parse(&conn.buf)? {
                 conn.buf.advance(len);
                 if head.interim() {
                     continue;

@@ -36,6 +36,8 @@ pub struct Sidekick {
     child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<String>>>,
+    /// Lines on stdout (the trace).
+    pub out: Arc<Mutex<Vec<String>>>,
 }
 
 impl Sidekick {
@@ -96,10 +98,18 @@ impl Sidekick {
 
     fn spawn(mut cmd: Command) -> Sidekick {
         let mut child = cmd
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sidekick");
+        let stdout = child.stdout.take().expect("stdout");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let lines = out.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
@@ -115,7 +125,12 @@ impl Sidekick {
         let addr = rx
             .recv_timeout(Duration::from_secs(20))
             .unwrap_or_else(|_| panic!("sidekick did not start: {:?}", log.lock().unwrap()));
-        Sidekick { child, addr, log }
+        Sidekick {
+            child,
+            addr,
+            log,
+            out,
+        }
     }
 
     pub fn pid(&self) -> u32 {
