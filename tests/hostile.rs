@@ -186,3 +186,24 @@ fn too_many_connections_are_answered_503_and_closed() {
         sk.get("/x").status == 200
     });
 }
+
+#[test]
+fn connection_cannot_take_away_host() {
+    let (backend, sk) = setup();
+    let res = raw_request(
+        sk.addr,
+        b"GET /host HTTP/1.1\r\nHost: s3.example:9000\r\nConnection: Host, X-Drop, close\r\nX-Drop: 1\r\nX-Keep: 2\r\n\r\n",
+        false,
+    );
+    assert_eq!(res.status, 200);
+    let seen = backend.last_seen();
+    assert_eq!(
+        seen.header("host"),
+        Some("s3.example:9000"),
+        "{}",
+        seen.raw_head
+    );
+    assert_eq!(seen.header("x-forwarded-host"), Some("s3.example:9000"));
+    assert_eq!(seen.header("x-keep"), Some("2"));
+    assert_eq!(seen.header("x-drop"), None, "{}", seen.raw_head);
+}
