@@ -1,8 +1,10 @@
 //! What sidekick keeps per client connection: its place under `--max-conns`
 //! (connections past the limit are answered 503 and closed, never left waiting in the
-//! accept queue) and the client address as a ready header value.
+//! accept queue), the client address as a ready header value, and whether an answer
+//! has closed the connection (`proxy::closing`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -15,6 +17,9 @@ pub struct ConnInfo {
     over: bool,
     /// The client's address, formatted once per connection rather than per request.
     pub peer: Option<HeaderValue>,
+    /// An answer on this HTTP/1 connection said `Connection: close`. A connection
+    /// lives on one worker thread, so a `Cell` is enough.
+    closing: Cell<bool>,
 }
 
 impl ConnInfo {
@@ -27,12 +32,23 @@ impl ConnInfo {
             open,
             over: before >= max,
             peer,
+            closing: Cell::new(false),
         }
     }
 
     /// True when this connection was opened past the limit.
     pub fn over_limit(&self) -> bool {
         self.over
+    }
+
+    /// True once an answer on this connection has said it closes.
+    pub fn closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Records that an answer on this connection closes it.
+    pub fn mark_closing(&self) {
+        self.closing.set(true);
     }
 }
 

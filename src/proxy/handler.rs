@@ -12,11 +12,13 @@ use bytes::Bytes;
 use futures_util::stream;
 use log::debug;
 
+use crate::config::paths::is_own;
 use crate::config::{Balance, Config};
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::{Eject, Failure};
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
+use crate::proxy::closing;
 use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
@@ -76,10 +78,38 @@ pub async fn handle(
     shared: web::Data<Shared>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    if let Some(response) = crate::admin::route(&req, &shared.view, &shared.pool).await {
-        return response;
-    }
     let conn = req.conn_data::<ConnInfo>();
+    let h1 = req.version() < Version::HTTP_2;
+    if h1 && conn.is_some_and(ConnInfo::closing) {
+        return closing::unanswered().await;
+    }
+    let mut res = answer(&req, payload, &shared, &worker, conn).await;
+    if h1 && closing::closes(&req, &res) {
+        closing::close(&mut res);
+        if let Some(conn) = conn {
+            conn.mark_closing();
+        }
+    }
+    res
+}
+
+async fn answer(
+    req: &HttpRequest,
+    payload: web::Payload,
+    shared: &Shared,
+    worker: &Worker,
+    conn: Option<&ConnInfo>,
+) -> HttpResponse {
+    if is_own(req) {
+        // An own answer reads the body sent with it (one past --retry-buffer is
+        // refused, and the connection closes): left unread, actix would close after
+        // the answer and still start the requests read behind it.
+        let body = read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await;
+        if !matches!(body, Ok(Body::None | Body::Buffered { .. })) {
+            return ProxyError::BadRequest.response(req.path());
+        }
+        return crate::admin::route(req, &shared.view, &shared.pool).await;
+    }
     if conn.is_some_and(ConnInfo::over_limit) {
         return ProxyError::TooManyConnections.response(req.path());
     }
@@ -110,7 +140,7 @@ pub async fn handle(
         };
         let guard = InFlight::new(backend);
         let backend = guard.backend();
-        crate::observe::trace::requests::attempt(&req, backend);
+        crate::observe::trace::requests::attempt(req, backend);
         if let Body::Buffered { bytes, .. } = &body {
             backend
                 .stats
@@ -131,12 +161,12 @@ pub async fn handle(
             .exchange(backend, &head, &mut body, head_request, idempotent)
             .await;
         let error = match sent {
-            Ok(res) => return respond(head_request, res, guard, &shared),
+            Ok(res) => return respond(head_request, res, guard, shared),
             // The client's own body failed: it went away, the backend did nothing wrong.
             Err(upstream::Error::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
-        crate::observe::trace::requests::failed(&req, &error);
+        crate::observe::trace::requests::failed(req, &error);
         if matches!(error, upstream::Error::Stale) {
             // Counted, but the backend stays up: the race was no sign of it failing.
             backend.stats.failures.fetch_add(1, Relaxed);

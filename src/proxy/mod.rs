@@ -1,6 +1,7 @@
 //! The data path: the catch-all handler, what it refuses, the header rules towards
 //! backends, request bodies, the response relay, retries and the errors it answers.
 
+pub mod closing;
 pub mod conn_info;
 pub mod error;
 pub mod handler;
