@@ -331,3 +331,32 @@ fn connection_cannot_take_away_host() {
     assert_eq!(seen.header("x-keep"), Some("2"));
     assert_eq!(seen.header("x-drop"), None, "{}", seen.raw_head);
 }
+
+#[test]
+fn a_streamed_chunked_body_with_a_broken_tail_is_answered_400() {
+    // An https backend: the malformed tail arrives while sidekick is still shaking
+    // hands with it, with the chunks before it waiting to be sent.
+    let ca = tls::Ca::new("hostile test CA");
+    let backend = tls::https_backend("b0", ca.issue(&["127.0.0.1"]).server_config());
+    let sk = Sidekick::start(&["--insecure", "--retry-buffer", "16KiB", &backend.url()]);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    let mut raw = b"PUT /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..16 {
+        raw.extend_from_slice(b"1000\r\n");
+        raw.extend_from_slice(&[b'x'; 0x1000]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"zz\r\nnope\r\n0\r\n\r\n");
+    for i in 0..3 {
+        let mut r = send(&sk, &raw);
+        let res = read_response(&mut r, false);
+        let status = res.as_ref().map(|r| r.status).ok();
+        assert_eq!(status, Some(400), "attempt {i}: {res:?}");
+        assert_eq!(rest(&mut r), "", "attempt {i}");
+    }
+    assert!(
+        backend.seen().is_empty(),
+        "a broken body reached the backend whole: {:?}",
+        targets(&backend)
+    );
+}

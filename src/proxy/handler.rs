@@ -1,6 +1,8 @@
 //! The catch-all forwarding handler: refuse what must not pass, pick a backend from
 //! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 
 use actix::Addr;
@@ -9,6 +11,7 @@ use actix_web::error::PayloadError;
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use futures_util::future::{select, Either};
 use futures_util::stream;
 use log::debug;
 
@@ -105,7 +108,7 @@ async fn answer(
         // refused, and the connection closes): left unread, actix would close after
         // the answer and still start the requests read behind it.
         let body = read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await;
-        if !matches!(body, Ok(Body::None | Body::Buffered { .. })) {
+        if !matches!(body, Ok((Body::None | Body::Buffered { .. }, _))) {
             return ProxyError::BadRequest.response(req.path());
         }
         return crate::admin::route(req, &shared.view, &shared.pool).await;
@@ -119,12 +122,12 @@ async fn answer(
     let Some(path) = req.uri().path_and_query() else {
         return ProxyError::BadRequest.response(req.path());
     };
-    let mut body = match read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await
-    {
-        Ok(body) => body,
-        // The client went away or sent a broken body: nothing was forwarded.
-        Err(_) => return ProxyError::BadRequest.response(path.path()),
-    };
+    let (mut body, upload) =
+        match read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await {
+            Ok(read) => read,
+            // The client went away or sent a broken body: nothing was forwarded.
+            Err(_) => return ProxyError::BadRequest.response(path.path()),
+        };
     let method = req.method();
     let head_request = method == Method::HEAD;
     // A pooled connection found closed may be replaced when sending twice is harmless.
@@ -156,10 +159,23 @@ async fn answer(
             framing: body.framing(),
         };
         let head = headers::request_head(req.headers(), &target);
-        let sent = worker
-            .upstream
-            .exchange(backend, &head, &mut body, head_request, idempotent)
-            .await;
+        let exchange =
+            worker
+                .upstream
+                .exchange(backend, &head, &mut body, head_request, idempotent);
+        let sent = match &upload {
+            None => exchange.await,
+            Some(upload) => {
+                let broken = poll_fn(|cx| upload.poll_broken(cx));
+                match select(pin!(exchange), pin!(broken)).await {
+                    Either::Left((sent, _)) => sent,
+                    // actix drops the connection right after it finds a chunk malformed:
+                    // the 400 must be written now, not once the backend has read
+                    // what came before.
+                    Either::Right(_) => return ProxyError::BadRequest.response(path.path()),
+                }
+            }
+        };
         let error = match sent {
             Ok(res) => return respond(head_request, res, guard, shared),
             // The client's own body failed: it went away, the backend did nothing wrong.
