@@ -5,25 +5,18 @@ use actix::Addr;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::config::paths::{is_own, CERTIFICATES_PATH, METRICS_PATH};
+use crate::config::paths::{CERTIFICATES_PATH, METRICS_PATH};
 use crate::pool::messages::Snapshot;
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
 
-/// Answers sidekick's own paths; `None` for everything to be proxied.
-pub async fn route(
-    req: &HttpRequest,
-    view: &SharedView,
-    pool: &Addr<Pool>,
-) -> Option<HttpResponse> {
-    if !is_own(req) {
-        return None;
-    }
-    Some(match req.path() {
+/// Answers one of sidekick's own paths (`config::paths::is_own`).
+pub async fn route(req: &HttpRequest, view: &SharedView, pool: &Addr<Pool>) -> HttpResponse {
+    match req.path() {
         METRICS_PATH => metrics(req, pool).await,
         CERTIFICATES_PATH => crate::tls::certificates(req),
         _ => health(view),
-    })
+    }
 }
 
 fn health(view: &SharedView) -> HttpResponse {

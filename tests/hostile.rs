@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
@@ -185,4 +185,178 @@ fn too_many_connections_are_answered_503_and_closed() {
     wait_for("slots freed", Duration::from_secs(10), || {
         sk.get("/x").status == 200
     });
+}
+
+/// A raw connection to sidekick that has sent `raw` (or as much of it as sidekick
+/// took: what it answers is what counts).
+fn send(sk: &Sidekick, raw: &[u8]) -> BufReader<TcpStream> {
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    let limit = Some(Duration::from_secs(20));
+    stream.set_read_timeout(limit).unwrap();
+    stream.set_write_timeout(limit).unwrap();
+    let _ = stream.write_all(raw);
+    BufReader::new(stream)
+}
+
+/// Whatever sidekick still sends until it closes the connection; panics when it
+/// leaves the connection open.
+fn rest(r: &mut BufReader<TcpStream>) -> String {
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the connection stayed open ({e}), after {rest:?}"),
+    }
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+fn targets(backend: &Backend) -> Vec<String> {
+    backend.seen().into_iter().map(|s| s.target).collect()
+}
+
+#[test]
+fn nothing_runs_after_an_answer_that_closes_the_connection() {
+    let (backend, sk) = setup();
+    // Control: two pipelined requests on a kept connection are both answered.
+    let mut r = send(
+        &sk,
+        b"GET /kept-1 HTTP/1.1\r\nHost: h\r\n\r\nGET /kept-2 HTTP/1.1\r\nHost: h\r\n\r\n",
+    );
+    for _ in 0..2 {
+        let res = read_response(&mut r, false).unwrap();
+        assert_eq!((res.status, res.header("connection")), (200, None));
+    }
+    assert_eq!(targets(&backend), ["/kept-1", "/kept-2"]);
+
+    let behind = "DELETE /behind HTTP/1.1\r\nHost: h\r\n\r\n";
+    let large = format!(
+        "GET /v1/health HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n{}",
+        "a".repeat(100_000)
+    );
+    let cases = [
+        (
+            "Connection: close",
+            "GET /first HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        // HTTP/1.0 closes unless asked not to; the answer need not say so.
+        ("HTTP/1.0", "GET /first HTTP/1.0\r\nHost: h\r\n\r\n", 200),
+        (
+            "own path",
+            "GET /v1/health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        (
+            "refused request",
+            "GET /no-host HTTP/1.1\r\nX-A: 1\r\n\r\n",
+            400,
+        ),
+        // Past --retry-buffer: refused rather than read.
+        ("own path with a large body", large.as_str(), 400),
+    ];
+    for (what, first, status) in cases {
+        let before = backend.hits();
+        let mut r = send(&sk, format!("{first}{behind}").as_bytes());
+        let res = read_response(&mut r, false).unwrap();
+        assert_eq!(res.status, status, "{what}: {res:?}");
+        let connection = res.header("connection");
+        if first.contains("HTTP/1.0") {
+            assert_ne!(connection, Some("keep-alive"), "{what}: {res:?}");
+        } else {
+            assert_eq!(connection, Some("close"), "{what}: {res:?}");
+        }
+        assert_eq!(rest(&mut r), "", "{what}: more after the closing answer");
+        let forwarded = usize::from(first.starts_with("GET /first"));
+        assert_eq!(
+            backend.hits() - before,
+            forwarded,
+            "{what}: {:?}",
+            targets(&backend)
+        );
+    }
+    assert!(
+        !targets(&backend).iter().any(|t| t == "/behind"),
+        "a request behind a close ran: {:?}",
+        targets(&backend)
+    );
+}
+
+#[test]
+fn own_paths_read_the_body_sent_with_them() {
+    let (backend, sk) = setup();
+    for (i, path) in ["/v1/health", "/.prometheus/metrics", "/v1/certificates"]
+        .iter()
+        .enumerate()
+    {
+        let raw = format!(
+            "GET {path} HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello\
+             DELETE /obj-{i} HTTP/1.1\r\nHost: h\r\n\r\n"
+        );
+        let mut r = send(&sk, raw.as_bytes());
+        let own = read_response(&mut r, false).unwrap();
+        assert_ne!(own.header("connection"), Some("close"), "{path}: {own:?}");
+        assert_ne!(own.status, 400, "{path}");
+        let deleted = read_response(&mut r, false).unwrap();
+        assert_eq!(
+            (deleted.status, deleted.text().as_str()),
+            (200, "b0"),
+            "{path}"
+        );
+        let seen = backend.last_seen();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str(), seen.body_len),
+            ("DELETE", format!("/obj-{i}").as_str(), 0)
+        );
+    }
+    assert_eq!(backend.hits(), 3, "{:?}", targets(&backend));
+}
+
+#[test]
+fn connection_cannot_take_away_host() {
+    let (backend, sk) = setup();
+    let res = raw_request(
+        sk.addr,
+        b"GET /host HTTP/1.1\r\nHost: s3.example:9000\r\nConnection: Host, X-Drop, close\r\nX-Drop: 1\r\nX-Keep: 2\r\n\r\n",
+        false,
+    );
+    assert_eq!(res.status, 200);
+    let seen = backend.last_seen();
+    assert_eq!(
+        seen.header("host"),
+        Some("s3.example:9000"),
+        "{}",
+        seen.raw_head
+    );
+    assert_eq!(seen.header("x-forwarded-host"), Some("s3.example:9000"));
+    assert_eq!(seen.header("x-keep"), Some("2"));
+    assert_eq!(seen.header("x-drop"), None, "{}", seen.raw_head);
+}
+
+#[test]
+fn a_streamed_chunked_body_with_a_broken_tail_is_answered_400() {
+    // An https backend: the malformed tail arrives while sidekick is still shaking
+    // hands with it, with the chunks before it waiting to be sent.
+    let ca = tls::Ca::new("hostile test CA");
+    let backend = tls::https_backend("b0", ca.issue(&["127.0.0.1"]).server_config());
+    let sk = Sidekick::start(&["--insecure", "--retry-buffer", "16KiB", &backend.url()]);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    let mut raw = b"PUT /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..16 {
+        raw.extend_from_slice(b"1000\r\n");
+        raw.extend_from_slice(&[b'x'; 0x1000]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"zz\r\nnope\r\n0\r\n\r\n");
+    for i in 0..3 {
+        let mut r = send(&sk, &raw);
+        let res = read_response(&mut r, false);
+        let status = res.as_ref().map(|r| r.status).ok();
+        assert_eq!(status, Some(400), "attempt {i}: {res:?}");
+        assert_eq!(rest(&mut r), "", "attempt {i}");
+    }
+    assert!(
+        backend.seen().is_empty(),
+        "a broken body reached the backend whole: {:?}",
+        targets(&backend)
+    );
 }

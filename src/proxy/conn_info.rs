@@ -1,11 +1,13 @@
-//! What sidekick keeps per client connection: its place under `--max-conns` and the
-//! client address as a ready header value. A connection past the limit is answered
-//! 503 and closed, never left waiting in the accept queue: a plain one at once,
-//! before its request is read, so that it holds its file only until the event loop
-//! sees it closed, even when the client sends nothing; a TLS one when its request
-//! comes (the handler asks `over_limit`).
+//! What sidekick keeps per client connection: its place under `--max-conns`, the
+//! client address as a ready header value, and whether an answer has closed the
+//! connection (`proxy::closing`). A connection past the limit is answered 503 and
+//! closed, never left waiting in the accept queue: a plain one at once, before its
+//! request is read, so that it holds its file only until the event loop sees it
+//! closed, even when the client sends nothing; a TLS one when its request comes (the
+//! handler asks `over_limit`).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
@@ -24,6 +26,9 @@ pub struct ConnInfo {
     over: bool,
     /// The client's address, formatted once per connection rather than per request.
     pub peer: Option<HeaderValue>,
+    /// An answer on this HTTP/1 connection said `Connection: close`. A connection
+    /// lives on one worker thread, so a `Cell` is enough.
+    closing: Cell<bool>,
 }
 
 impl ConnInfo {
@@ -35,12 +40,27 @@ impl ConnInfo {
         let peer = crate::tls::tcp_stream(conn)
             .and_then(|s| s.peer_addr().ok())
             .and_then(|a| peer_value(a.ip()));
-        ConnInfo { open, over, peer }
+        ConnInfo {
+            open,
+            over,
+            peer,
+            closing: Cell::new(false),
+        }
     }
 
     /// True when this connection was opened past the limit.
     pub fn over_limit(&self) -> bool {
         self.over
+    }
+
+    /// True once an answer on this connection has said it closes.
+    pub fn closing(&self) -> bool {
+        self.closing.get()
+    }
+
+    /// Records that an answer on this connection closes it.
+    pub fn mark_closing(&self) {
+        self.closing.set(true);
     }
 }
 

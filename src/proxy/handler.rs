@@ -1,6 +1,8 @@
 //! The catch-all forwarding handler: refuse what must not pass, pick a backend from
 //! the Pool's view, forward, retry elsewhere when that is safe, stream the answer.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -10,14 +12,17 @@ use actix_web::error::PayloadError;
 use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
+use futures_util::future::{select, Either};
 use futures_util::stream;
 use log::debug;
 
+use crate::config::paths::is_own;
 use crate::config::{Balance, Config};
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::{Eject, Failure};
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
+use crate::proxy::closing;
 use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
@@ -80,10 +85,38 @@ pub async fn handle(
     shared: web::Data<Shared>,
     worker: web::Data<Worker>,
 ) -> HttpResponse {
-    if let Some(response) = crate::admin::route(&req, &shared.view, &shared.pool).await {
-        return response;
-    }
     let conn = req.conn_data::<ConnInfo>();
+    let h1 = req.version() < Version::HTTP_2;
+    if h1 && conn.is_some_and(ConnInfo::closing) {
+        return closing::unanswered().await;
+    }
+    let mut res = answer(&req, payload, &shared, &worker, conn).await;
+    if h1 && closing::closes(&req, &res) {
+        closing::close(&mut res);
+        if let Some(conn) = conn {
+            conn.mark_closing();
+        }
+    }
+    res
+}
+
+async fn answer(
+    req: &HttpRequest,
+    payload: web::Payload,
+    shared: &Shared,
+    worker: &Worker,
+    conn: Option<&ConnInfo>,
+) -> HttpResponse {
+    if is_own(req) {
+        // An own answer reads the body sent with it (one past --retry-buffer is
+        // refused, and the connection closes): left unread, actix would close after
+        // the answer and still start the requests read behind it.
+        let body = read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await;
+        if !matches!(body, Ok((Body::None | Body::Buffered { .. }, _))) {
+            return ProxyError::BadRequest.response(req.path());
+        }
+        return crate::admin::route(req, &shared.view, &shared.pool).await;
+    }
     if conn.is_some_and(ConnInfo::over_limit) {
         return ProxyError::TooManyConnections.response(req.path());
     }
@@ -98,12 +131,12 @@ pub async fn handle(
     let Some(path) = req.uri().path_and_query() else {
         return ProxyError::BadRequest.response(req.path());
     };
-    let mut body = match read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await
-    {
-        Ok(body) => body,
-        // The client went away or sent a broken body: nothing was forwarded.
-        Err(_) => return ProxyError::BadRequest.response(path.path()),
-    };
+    let (mut body, upload) =
+        match read_ahead(req.headers(), payload.into_inner(), shared.retry_buffer).await {
+            Ok(read) => read,
+            // The client went away or sent a broken body: nothing was forwarded.
+            Err(_) => return ProxyError::BadRequest.response(path.path()),
+        };
     let method = req.method();
     let head_request = method == Method::HEAD;
     // A pooled connection found closed may be replaced when sending twice is harmless.
@@ -119,7 +152,7 @@ pub async fn handle(
         };
         let guard = InFlight::new(backend);
         let backend = guard.backend();
-        crate::observe::trace::requests::attempt(&req, backend);
+        crate::observe::trace::requests::attempt(req, backend);
         if let Body::Buffered { bytes, .. } = &body {
             backend
                 .stats
@@ -135,17 +168,30 @@ pub async fn handle(
             framing: body.framing(),
         };
         let head = headers::request_head(req.headers(), &target);
-        let sent = worker
-            .upstream
-            .exchange(backend, &head, &mut body, head_request, idempotent)
-            .await;
+        let exchange =
+            worker
+                .upstream
+                .exchange(backend, &head, &mut body, head_request, idempotent);
+        let sent = match &upload {
+            None => exchange.await,
+            Some(upload) => {
+                let broken = poll_fn(|cx| upload.poll_broken(cx));
+                match select(pin!(exchange), pin!(broken)).await {
+                    Either::Left((sent, _)) => sent,
+                    // actix drops the connection right after it finds a chunk malformed:
+                    // the 400 must be written now, not once the backend has read
+                    // what came before.
+                    Either::Right(_) => return ProxyError::BadRequest.response(path.path()),
+                }
+            }
+        };
         let error = match sent {
-            Ok(res) => return respond(head_request, res, guard, &shared),
+            Ok(res) => return respond(head_request, res, guard, shared),
             // The client's own body failed: it went away, the backend did nothing wrong.
             Err(upstream::Error::Body(_)) => return ProxyError::BadRequest.response(path.path()),
             Err(e) => e,
         };
-        crate::observe::trace::requests::failed(&req, &error);
+        crate::observe::trace::requests::failed(req, &error);
         if error.out_of_files() {
             // Refused here, like a connection over the limit; the backend is fine.
             return ProxyError::TooManyConnections.response(path.path());

@@ -104,6 +104,10 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
 
 /// Header names listed in `Connection` (lower-cased), when there are any besides the
 /// usual `keep-alive` / `close`; found once per message rather than per header.
+/// `Connection` cannot take away what the forwarding rules rest on: `Host` goes to
+/// the backend unchanged (an HTTP/1.1 request must have one, and S3 clients sign
+/// it), like behind HAProxy and nginx; the framing and `X-Forwarded-*` headers are
+/// sidekick's own to write whatever it names.
 fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
     let mut tokens = Vec::new();
     for value in headers.get_all(CONNECTION) {
@@ -112,6 +116,7 @@ fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
             if !token.is_empty()
                 && !token.eq_ignore_ascii_case("keep-alive")
                 && !token.eq_ignore_ascii_case("close")
+                && !token.eq_ignore_ascii_case(HOST.as_str())
             {
                 tokens.push(token.to_ascii_lowercase());
             }
@@ -142,7 +147,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("1.1.1.1"));
         h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("2.2.2.2"));
-        h.append(CONNECTION, HeaderValue::from_static("close, X-A"));
+        h.append(CONNECTION, HeaderValue::from_static("close, X-A, Host"));
         h.append(
             HeaderName::from_static("x-a"),
             HeaderValue::from_static("1"),
