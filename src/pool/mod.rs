@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod dns;
+pub mod events;
 pub mod health;
 pub mod latency;
 pub mod messages;
@@ -21,6 +22,7 @@ use log::{info, warn};
 use crate::config::endpoints::Endpoint;
 use crate::config::Config;
 use crate::pool::backend::Backend;
+use crate::pool::events::Serving;
 use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
 use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
@@ -74,11 +76,8 @@ pub struct Pool {
     rise: u32,
     fall: u32,
     eject_duration: Duration,
-    /// The site serving traffic (None when all are down), to log failovers.
-    active_site: Option<usize>,
-    /// The last site that served, and how often traffic moved on to a later site.
-    last_serving: Option<usize>,
-    failovers: u64,
+    /// Which site serves traffic, to log failovers and outages and count failovers.
+    serving: Serving,
     /// TLS towards https backends, shared with the workers.
     backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -116,9 +115,7 @@ impl Pool {
             rise: cfg.health_rise,
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
-            active_site: None,
-            last_serving: None,
-            failovers: 0,
+            serving: Serving::default(),
             backend_tls: cfg.tls.client.clone(),
         };
         for t in 0..pool.targets.len() {
@@ -339,7 +336,9 @@ impl Pool {
         let first = !std::mem::replace(&mut state.reported, true);
         if state.up == up {
             if first && !up {
-                warn!("{} is down: {reason}", state.backend.name);
+                events::down(&state.backend.name, reason);
+                // Every backend down from the start is an outage once all have reported.
+                self.publish();
             }
             return;
         }
@@ -351,12 +350,9 @@ impl Pool {
             let down_for = now - state.since;
             state.downtime += down_for;
             state.last_downtime = down_for;
-            info!(
-                "{name} is up (was down {})",
-                humantime::format_duration(round_ms(down_for))
-            );
+            events::up(name, down_for);
         } else {
-            warn!("{name} is down: {reason}");
+            events::down(name, reason);
         }
         state.up = up;
         state.since = now;
@@ -376,26 +372,13 @@ impl Pool {
             view[s.backend.site].push(s.backend.clone());
         }
         let active = view.iter().position(|s| !s.is_empty());
-        if active != self.active_site && sites > 1 {
-            match active {
-                Some(site) => info!("site {} serves traffic", site + 1),
-                None => warn!("every site is down"),
-            }
-        }
-        self.active_site = active;
-        // Moving back to an earlier site (or settling at start-up) is no failover.
-        if let Some(site) = active {
-            if self.last_serving.is_some_and(|last| site > last) {
-                self.failovers += 1;
-            }
-            self.last_serving = Some(site);
+        let mut live = self.states.iter().filter(|s| !s.retired).peekable();
+        let settled = live.peek().is_some() && live.all(|s| s.reported);
+        if let Some(change) = self.serving.update(active, settled, Instant::now()) {
+            change.log(sites);
         }
         self.view.store(Arc::new(PoolView::new(view)));
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Actor for Pool {
@@ -486,7 +469,7 @@ impl Handler<Snapshot> for Pool {
             .collect();
         Status {
             backends,
-            failovers: self.failovers,
+            failovers: self.serving.failovers,
         }
     }
 }
