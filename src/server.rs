@@ -23,6 +23,7 @@ const BACKLOG: i32 = 4096;
 const DRAIN: u64 = 30;
 
 pub async fn run(cfg: Config) -> std::io::Result<()> {
+    crate::pool::preflight::check(&cfg);
     let listeners = listen(&cfg.listen)?;
     let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();

@@ -1,6 +1,7 @@
 //! What sidekick says of an outage without `--log`, run as a sidecar is (stdout and
 //! stderr pipes, no terminal): a backend down and up with reason and downtime, every
-//! backend down and back, site failovers. `--quiet` says none of it.
+//! backend down and back, site failovers, and at start names that do not resolve and
+//! sites that look like an unquoted shell brace. `--quiet` says none of it.
 
 mod common;
 
@@ -95,4 +96,36 @@ fn quiet_says_nothing_through_an_outage() {
     wait_for("seen up", LIMIT, || sk.health() == 200);
     let (out, log) = sk.stop();
     assert!(out.is_empty() && log.is_empty(), "{out:?} {log:?}");
+}
+
+#[test]
+fn start_warns_of_names_that_do_not_resolve_and_of_one_site_per_host() {
+    // What the shell makes of an unquoted `http://sidekick-h{1..3}.invalid:9000`
+    // (RFC 6761: `.invalid` never resolves).
+    let sites: Vec<String> = (1..=3)
+        .map(|i| format!("http://sidekick-h{i}.invalid:9000"))
+        .collect();
+    let args: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let sk = Sidekick::start_piped(&args);
+    wait_for("every name warned about", LIMIT, || {
+        (1..=3).all(|i| sk.log_contains(&format!("host 'sidekick-h{i}.invalid' does not resolve")))
+    });
+    wait_for("every backend down", LIMIT, || {
+        sk.log_contains("every backend is down")
+    });
+    let (_, log) = sk.stop();
+    let hint = at(&log, "hint: these 3 sites hold one endpoint each");
+    assert!(
+        log[hint].contains("'http://sidekick-h{1...3}.invalid:9000'"),
+        "{}",
+        log[hint]
+    );
+    assert!(hint < at(&log, "sidekick listening on"), "{log:#?}");
+    for site in &sites {
+        let warned = log
+            .iter()
+            .filter(|l| l.contains(&format!("{site}: host ")))
+            .count();
+        assert_eq!(warned, 1, "{site}: {log:#?}");
+    }
 }

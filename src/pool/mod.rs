@@ -9,6 +9,7 @@ pub mod events;
 pub mod health;
 pub mod latency;
 pub mod messages;
+pub mod preflight;
 pub mod view;
 
 use std::net::IpAddr;
