@@ -64,14 +64,15 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
             None => server.listen(listener)?,
         };
     }
+    let addrs = server.addrs();
     if !cfg.quiet {
-        for addr in server.addrs() {
+        for addr in &addrs {
             eprintln!("sidekick listening on {addr}");
         }
     }
     let server = server.run();
     crate::signals::install(server.handle(), pool.clone())?;
-    let _console = crate::observe::console::start(&cfg, pool);
+    let _console = crate::observe::console::start(&cfg, pool, &addrs);
     server.await
 }
 

@@ -42,6 +42,8 @@ struct State {
     retired: bool,
     up: bool,
     since: Instant,
+    /// Why it is down: the last failure seen (empty while up).
+    reason: String,
     downtime: Duration,
     last_downtime: Duration,
     /// False until the first health report: starting down is not downtime, and the
@@ -140,6 +142,7 @@ impl Pool {
             retired: false,
             up: false,
             since: Instant::now(),
+            reason: String::new(),
             downtime: Duration::ZERO,
             last_downtime: Duration::ZERO,
             reported: false,
@@ -267,8 +270,12 @@ impl Pool {
             Err(reason) => {
                 state.passed = 0;
                 state.failed = state.failed.saturating_add(1);
+                let reason = format!("health check failed: {reason}");
                 if first || (state.up && state.failed >= fall) {
-                    self.set(id, false, &format!("health check failed: {reason}"));
+                    self.set(id, false, &reason);
+                } else if !state.up {
+                    // The table shows why a backend is down now, not why it went.
+                    state.reason = reason;
                 }
             }
         }
@@ -335,6 +342,10 @@ impl Pool {
             return;
         };
         let first = !std::mem::replace(&mut state.reported, true);
+        if !up {
+            state.reason.clear();
+            state.reason.push_str(reason);
+        }
         if state.up == up {
             if first && !up {
                 events::down(&state.backend.name, reason);
@@ -351,6 +362,7 @@ impl Pool {
             let down_for = now - state.since;
             state.downtime += down_for;
             state.last_downtime = down_for;
+            state.reason.clear();
             events::up(name, down_for);
         } else {
             events::down(name, reason);
@@ -459,6 +471,7 @@ impl Handler<Snapshot> for Pool {
                 BackendStatus {
                     backend: s.backend.clone(),
                     up: s.up,
+                    reason: (!s.up && !s.reason.is_empty()).then(|| s.reason.clone()),
                     downtime: s.downtime + current,
                     last_downtime: if current.is_zero() {
                         s.last_downtime
