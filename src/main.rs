@@ -22,9 +22,16 @@ fn main() -> ExitCode {
         print!("{}", cfg.describe());
         return ExitCode::SUCCESS;
     }
+    let listeners = match server::bind(&cfg.listen) {
+        Ok(listeners) => listeners,
+        Err(line) => {
+            eprintln!("{line}");
+            return ExitCode::from(2);
+        }
+    };
     logging::init(&cfg);
     trace::init(&cfg.trace, cfg.json, cfg.quiet);
-    match actix_rt::System::new().block_on(server::run(cfg)) {
+    match actix_rt::System::new().block_on(server::run(cfg, listeners)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,5 +1,5 @@
-//! Wires the Pool actor, the per-worker clients and the HTTP server, then runs until
-//! a signal stops it.
+//! Binds the listen address, then wires the Pool actor, the per-worker clients and the
+//! HTTP server and runs until a signal stops it.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::AtomicUsize;
@@ -22,9 +22,30 @@ const BACKLOG: i32 = 4096;
 /// How long in-flight requests may take to finish after SIGTERM.
 const DRAIN: u64 = 30;
 
-pub async fn run(cfg: Config) -> std::io::Result<()> {
+/// Binds every address of the listen spec. Called before anything else starts, so that
+/// an address in use is a usage error (exit 2) naming it, with nothing served.
+pub fn bind(spec: &Listen) -> Result<Vec<TcpListener>, String> {
+    listen(spec).map_err(|(addr, e)| {
+        let name = match addr {
+            Some(addr) if addr.to_string() != spec.to_string() => format!("{spec} ({addr})"),
+            _ => spec.to_string(),
+        };
+        format!("error: cannot listen on {name}: {}", reason(&e))
+    })
+}
+
+fn reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        AddrInUse => "address already in use".into(),
+        AddrNotAvailable => "no such address on this machine".into(),
+        PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     crate::pool::preflight::check(&cfg);
-    let listeners = listen(&cfg.listen)?;
     let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
@@ -76,33 +97,49 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
     server.await
 }
 
-/// Binds every address of the listen spec; `:port` is one dual-stack socket when the
-/// machine has IPv6, else IPv4 only.
-fn listen(spec: &Listen) -> std::io::Result<Vec<TcpListener>> {
+/// A bind failure, with the socket address it happened on when there was one.
+type ListenError = (Option<SocketAddr>, std::io::Error);
+
+/// `:port` is one dual-stack socket when the machine has IPv6, else IPv4 only; a port
+/// in use on IPv6 is in use, not a reason to fall back to IPv4.
+fn listen(spec: &Listen) -> Result<Vec<TcpListener>, ListenError> {
+    use std::io::ErrorKind::{AddrInUse, PermissionDenied};
     match spec {
-        Listen::Any(port) => bind(SocketAddr::from(([0u16; 8], *port)))
-            .or_else(|_| bind(SocketAddr::from(([0u8; 4], *port))))
-            .map(|l| vec![l]),
+        Listen::Any(port) => {
+            let v6 = SocketAddr::from(([0u16; 8], *port));
+            let v4 = SocketAddr::from(([0u8; 4], *port));
+            match bind_one(v6) {
+                Ok(l) => Ok(vec![l]),
+                Err(e) if matches!(e.kind(), AddrInUse | PermissionDenied) => Err((None, e)),
+                Err(_) => bind_one(v4).map(|l| vec![l]).map_err(|e| (None, e)),
+            }
+        }
         Listen::Host(host, port) => {
-            let addrs: Vec<SocketAddr> = (host.as_str(), *port).to_socket_addrs()?.collect();
+            let addrs: Vec<SocketAddr> = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| (None, e))?
+                .collect();
             let mut listeners = Vec::new();
             let mut last_error = None;
             for addr in addrs {
-                match bind(addr) {
+                match bind_one(addr) {
                     Ok(l) => listeners.push(l),
-                    Err(e) => last_error = Some(e),
+                    Err(e) => last_error = Some((Some(addr), e)),
                 }
             }
             match (listeners.is_empty(), last_error) {
                 (true, Some(e)) => Err(e),
-                (true, None) => Err(std::io::Error::other(format!("{host} has no address"))),
+                (true, None) => Err((
+                    None,
+                    std::io::Error::other(format!("{host} has no address")),
+                )),
                 _ => Ok(listeners),
             }
         }
     }
 }
 
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if addr.is_ipv6() {

@@ -8,12 +8,23 @@ use derive_more::{Display, Error};
 /// More endpoints than any real deployment has; stops `{1...99999999}` from eating memory.
 const MAX_ENDPOINTS: usize = 4096;
 
+pub const NO_SITE: &str = "no endpoint given: sidekick needs at least one SITE";
+
+/// What is wrong with an endpoint argument, and how to write it instead when that is
+/// clear from what was typed.
 #[derive(Debug, Display, Error, PartialEq, Eq)]
-#[display("{_0}")]
-pub struct EndpointError(#[error(not(source))] pub String);
+#[display("{message}")]
+pub struct EndpointError {
+    #[error(not(source))]
+    pub message: String,
+    pub hint: Option<String>,
+}
 
 fn err(msg: impl Into<String>) -> EndpointError {
-    EndpointError(msg.into())
+    EndpointError {
+        message: msg.into(),
+        hint: None,
+    }
 }
 
 /// One backend server as given on the command line, after expansion.
@@ -64,7 +75,7 @@ impl fmt::Display for Endpoint {
 /// endpoint with optional ellipses. Endpoints must be unique across all sites.
 pub fn parse_sites(args: &[String]) -> Result<Vec<Vec<Endpoint>>, EndpointError> {
     if args.is_empty() {
-        return Err(err("no endpoint given: sidekick needs at least one SITE"));
+        return Err(err(NO_SITE));
     }
     let mut sites = Vec::with_capacity(args.len());
     let mut total = 0usize;
@@ -148,10 +159,9 @@ pub fn expand(pattern: &str) -> Result<Vec<String>, EndpointError> {
 }
 
 fn range(braced: &str, inner: &str, pattern: &str) -> Result<Vec<String>, EndpointError> {
-    let bad = || {
-        err(format!(
-            "invalid ellipses range '{braced}' in endpoint '{pattern}'"
-        ))
+    let bad = || EndpointError {
+        message: format!("invalid ellipses range '{braced}' in endpoint '{pattern}'"),
+        hint: three_dots(inner),
     };
     let (lo, hi) = inner.split_once("...").ok_or_else(bad)?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -176,6 +186,25 @@ fn range(braced: &str, inner: &str, pattern: &str) -> Result<Vec<String>, Endpoi
         0
     };
     Ok((start..=end).map(|i| format!("{i:0pad$}")).collect())
+}
+
+/// `{1..4}`, `{1....4}`, `{1…4}`, `{1-4}`: two numbers joined by something other
+/// than the three dots MinIO's syntax needs.
+fn three_dots(inner: &str) -> Option<String> {
+    let lo = inner.len() - inner.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let hi = inner.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if lo == 0 || hi == inner.len() || lo >= hi {
+        return None;
+    }
+    let sep = &inner[lo..hi];
+    if sep == "..." || sep.chars().any(char::is_alphanumeric) {
+        return None;
+    }
+    Some(format!(
+        "use three dots: {{{}...{}}}",
+        &inner[..lo],
+        &inner[hi..]
+    ))
 }
 
 /// Validates one expanded endpoint URL: http or https, a host, an optional port,
@@ -276,7 +305,36 @@ mod tests {
             "http://m{1...99999999}",
         ] {
             let e = expand(bad).unwrap_err();
-            assert!(e.0.contains(bad) || e.0.contains("range"), "{bad}: {e}");
+            assert!(
+                e.message.contains(bad) || e.message.contains("range"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_near_miss_range_says_how_to_write_it() {
+        for (bad, hint) in [
+            ("http://m{1..4}", "use three dots: {1...4}"),
+            ("http://m{01....16}", "use three dots: {01...16}"),
+            ("http://m{1\u{2026}4}", "use three dots: {1...4}"),
+            ("http://m{1-4}:9000", "use three dots: {1...4}"),
+        ] {
+            assert_eq!(
+                expand(bad).unwrap_err().hint.as_deref(),
+                Some(hint),
+                "{bad}"
+            );
+        }
+        for bad in [
+            "http://m{a...z}",
+            "http://m{1...2O}",
+            "http://m{-1...2}",
+            "http://m{12}",
+            "http://m{1x4}",
+            "http://m{}",
+        ] {
+            assert_eq!(expand(bad).unwrap_err().hint, None, "{bad}");
         }
     }
 
@@ -326,10 +384,13 @@ mod tests {
             8
         );
         assert_eq!(s(&["http://a", "http://b"]).unwrap().len(), 2);
-        assert!(s(&["http://a,https://b"]).unwrap_err().0.contains("mixes"));
+        assert!(s(&["http://a,https://b"])
+            .unwrap_err()
+            .message
+            .contains("mixes"));
         assert!(s(&["http://a", "http://a"])
             .unwrap_err()
-            .0
+            .message
             .contains("duplicate"));
         assert!(s(&["http://a,"]).is_err());
         assert!(s(&[]).is_err());

@@ -12,6 +12,7 @@ use crate::config::units::{parse_size, positive_duration};
 #[command(
     name = "sidekick",
     version,
+    override_usage = "sidekick [OPTIONS] SITE...",
     about = ABOUT,
     after_help = AFTER,
     disable_version_flag = true
@@ -163,13 +164,16 @@ pub struct Cli {
     pub check: bool,
 
     /// Print the version
-    #[arg(short = 'v', long, action = ArgAction::Version)]
+    // `-v` as in the Go tool, `-V` as in most Rust tools.
+    #[arg(short = 'v', visible_short_alias = 'V', long, action = ArgAction::Version)]
     pub version: Option<bool>,
 
+    /// Sites in failover order; each a comma-separated list of endpoints
+    #[arg(value_name = "SITE", required = true)]
+    pub sites: Vec<String>,
+
+    // Last: the TLS flags open their own help section, which any argument after them
+    // would join.
     #[command(flatten)]
     pub tls: crate::tls::TlsFlags,
-
-    /// Sites in failover order; each a comma-separated list of endpoints
-    #[arg(value_name = "SITE")]
-    pub sites: Vec<String>,
 }

@@ -10,9 +10,12 @@ pub mod paths;
 mod settings;
 pub mod trace_flags;
 mod units;
+mod usage_error;
 mod validate;
 
-use clap::Parser;
+use std::ffi::OsString;
+
+use clap::{Command, CommandFactory, FromArgMatches};
 
 use flags::Cli;
 pub use settings::{Balance, Config, Listen};
@@ -29,24 +32,39 @@ pub enum Exit {
 pub fn parse<I, T>(args: I) -> Result<Config, Exit>
 where
     I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
+    T: Into<OsString> + Clone,
 {
-    let cli = Cli::try_parse_from(args).map_err(|e| {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let cmd = command();
+    if let Some(line) = usage_error::single_dash_long(&cmd, &args) {
+        return Err(Exit::Usage(line));
+    }
+    let from_clap = |e: clap::Error| {
         use clap::error::ErrorKind::*;
         match e.kind() {
             DisplayHelp | DisplayVersion => Exit::Info(e.render().to_string()),
-            _ => Exit::Usage(first_line(&e.render().to_string())),
+            _ => Exit::Usage(usage_error::from_clap(&e)),
         }
-    })?;
+    };
+    let matches = cmd.try_get_matches_from(args).map_err(from_clap)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(from_clap)?;
     cli.validate().map_err(Exit::Usage)
 }
 
-/// clap renders usage hints over several lines; one line that names the value is enough.
-fn first_line(text: &str) -> String {
-    text.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("error: invalid arguments")
-        .to_string()
+/// The clap command. clap renders an unset variable as `[env: NAME=]`; only a set one
+/// shows its value (the reason a flag is on).
+fn command() -> Command {
+    Cli::command().mut_args(|arg| {
+        let unset = match arg.get_env() {
+            Some(name) => std::env::var_os(name).map_or(true, |v| v.is_empty()),
+            None => false,
+        };
+        if unset {
+            arg.hide_env_values(true)
+        } else {
+            arg
+        }
+    })
 }
 
 #[cfg(test)]
@@ -116,7 +134,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_values_give_one_line_naming_them() {
+    fn bad_values_are_named_on_the_first_line() {
         for (args, needle) in [
             (&["-d", "abc", "http://a"][..], "abc"),
             (&["-d", "0s", "http://a"][..], "0s"),
@@ -132,8 +150,22 @@ mod tests {
             (&[][..], "no endpoint"),
         ] {
             let msg = usage(args);
-            assert!(!msg.contains('\n'), "{msg}");
-            assert!(msg.contains(needle), "{args:?}: {msg}");
+            let first = msg.lines().next().unwrap_or_default();
+            assert!(first.contains(needle), "{args:?}: {msg}");
+            assert_eq!(msg.lines().last(), Some("  see `sidekick --help`"), "{msg}");
         }
+    }
+
+    #[test]
+    fn go_style_single_dash_flags_are_refused_but_short_clusters_still_parse() {
+        assert_eq!(
+            usage(&["-log", "http://a"]),
+            "error: unexpected argument '-log' found\n  \
+             did you mean `--log`?\n  \
+             see `sidekick --help`"
+        );
+        assert!(usage(&["-health-path=/x", "http://a"]).contains("`--health-path`"));
+        let c = ok(&["-li", "http://a"]);
+        assert!(c.log && c.insecure);
     }
 }

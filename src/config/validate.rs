@@ -1,12 +1,19 @@
 //! The parsed flags become a `Config`: endpoints expanded and checked, TLS material
-//! loaded, paths and the listen address normalised. Any error is one line.
+//! loaded, paths and the listen address normalised. An error's first line names the
+//! bad value; hints follow.
 
 use crate::config::endpoints::{parse_sites, Endpoint};
 use crate::config::flags::Cli;
 use crate::config::settings::{Config, Listen};
+use crate::config::usage_error::{with_hints, SEE_HELP};
 
 fn parse_listen(addr: &str) -> Result<Listen, String> {
-    let bad = |why: &str| format!("error: invalid --address '{addr}': {why}");
+    let bad = |why: &str| {
+        with_hints(
+            &format!("error: invalid --address '{addr}': {why}"),
+            [SEE_HELP],
+        )
+    };
     let (host, port) = addr
         .rsplit_once(':')
         .ok_or_else(|| bad("expected HOST:PORT or :PORT"))?;
@@ -40,7 +47,12 @@ fn with_slash(path: &str) -> String {
 impl Cli {
     pub fn validate(self) -> Result<Config, String> {
         let listen = parse_listen(&self.address)?;
-        let sites = parse_sites(&self.sites).map_err(|e| format!("error: {e}"))?;
+        let sites = parse_sites(&self.sites).map_err(|e| {
+            with_hints(
+                &format!("error: {e}"),
+                e.hint.iter().map(String::as_str).chain([SEE_HELP]),
+            )
+        })?;
         let https = sites.iter().flatten().any(Endpoint::is_https);
         let tls = crate::tls::load(self.tls, self.insecure, https)?;
         let health_path = with_slash(&self.health_path);
