@@ -46,6 +46,7 @@ fn reason(e: &std::io::Error) -> String {
 
 pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()> {
     let capacity = crate::limits::apply(&cfg);
+    crate::pool::preflight::check(&cfg);
     let tls = crate::tls::Serving::start(&cfg.tls, cfg.insecure, cfg.quiet)?;
     let certificates = tls.certificates();
     let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
@@ -87,14 +88,15 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
             None => server.listen(listener)?,
         };
     }
+    let addrs = server.addrs();
     if !cfg.quiet {
-        for addr in server.addrs() {
+        for addr in &addrs {
             eprintln!("sidekick listening on {addr}");
         }
     }
     let server = server.run();
     crate::signals::install(server.handle(), pool.clone())?;
-    let _console = crate::observe::console::start(&cfg, pool);
+    let _console = crate::observe::console::start(&cfg, pool, &addrs);
     server.await
 }
 

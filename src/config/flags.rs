@@ -57,7 +57,7 @@ pub struct Cli {
     #[arg(short = 'i', long, env = "SIDEKICK_INSECURE")]
     pub insecure: bool,
 
-    /// Log backend up/down transitions and errors
+    /// Log everything, as the Go tool does (outages are logged without it)
     #[arg(short = 'l', long, env = "SIDEKICK_LOG")]
     pub log: bool,
 

@@ -5,6 +5,7 @@
 pub mod endpoints;
 mod flags;
 mod help;
+pub mod hints;
 pub mod paths;
 mod settings;
 pub mod trace_flags;

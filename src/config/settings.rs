@@ -82,6 +82,10 @@ impl Config {
                 out.push_str(&format!("  {ep}  health {health}\n"));
             }
         }
+        if let Some(hint) = crate::config::hints::sites_hint(&self.sites) {
+            out.push_str(&hint);
+            out.push('\n');
+        }
         out
     }
 }

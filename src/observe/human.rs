@@ -1,4 +1,5 @@
-//! Human-readable sizes and durations for the console table and trace lines.
+//! Human-readable sizes, durations and failure reasons for the console table and trace
+//! lines.
 
 use std::time::Duration;
 
@@ -41,6 +42,37 @@ pub fn seconds(d: Duration) -> String {
         .replace(' ', "")
 }
 
+/// A failure reason with the words that say nothing on a console: `health check
+/// failed: Failed to connect to host: Connection refused (os error 111)` becomes
+/// `Connection refused`.
+pub fn reason(text: &str) -> String {
+    let mut text = text.trim();
+    for noise in ["health check failed: ", "Failed to connect to host: "] {
+        text = text.strip_prefix(noise).unwrap_or(text);
+    }
+    if let Some((before, code)) = text.rsplit_once(" (os error ") {
+        if code
+            .strip_suffix(')')
+            .is_some_and(|n| n.parse::<i32>().is_ok())
+        {
+            text = before;
+        }
+    }
+    text.to_string()
+}
+
+/// `text` cut to `width` characters, the last one `…` when anything was cut.
+pub fn shorten(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= width {
+        return text.into();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    if width > 0 {
+        cut.push('…');
+    }
+    cut.into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +93,26 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(65)), "1m5s");
         assert_eq!(seconds(Duration::ZERO), "0s");
         assert_eq!(seconds(Duration::from_millis(3_723_900)), "1h2m3s");
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(
+            reason(
+                "health check failed: Failed to connect to host: Connection refused (os error 111)"
+            ),
+            "Connection refused"
+        );
+        assert_eq!(
+            reason("health check failed: status 503 Service Unavailable"),
+            "status 503 Service Unavailable"
+        );
+        assert_eq!(
+            reason("cannot connect: x (os error z)"),
+            "cannot connect: x (os error z)"
+        );
+        assert_eq!(shorten("Connection refused", 18), "Connection refused");
+        assert_eq!(shorten("Connection refused", 8), "Connect…");
+        assert_eq!(shorten("abc", 0), "");
     }
 }

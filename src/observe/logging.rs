@@ -1,8 +1,12 @@
-//! Console log lines: `--log` shows backend events at info, `--quiet` shows nothing,
-//! `--json` writes one JSON object per line; `RUST_LOG` refines the filter. Accept
-//! errors are written at most once a second, with a count.
+//! Console log lines on stderr. By default: errors, and the outage lines of
+//! `pool::events` (a backend down or up, failovers, every backend down and back, start-up
+//! warnings about the endpoints), unless the console table is drawn on the same
+//! terminal. `--log` adds everything at info, as the Go tool's `--log` does: each
+//! backend's first state, requests that failed, DNS changes, reloads. `--quiet` shows
+//! nothing; `--json` writes one JSON object per line; `RUST_LOG` refines the filter.
+//! Accept errors are written at most once a second, with a count.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,6 +14,7 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::config::Config;
 use crate::observe::throttle::Throttle;
+use crate::pool::events;
 
 /// Where actix's accept loop logs from. While the process is out of files it logs
 /// `Error accepting connection` for every listener twice a second, for as long as
@@ -24,6 +29,9 @@ pub fn init(cfg: &Config) {
         (false, false) => LevelFilter::Error,
     };
     builder.filter_level(level);
+    if !cfg.quiet && !cfg.log && events_by_default(cfg) {
+        builder.filter_module(events::TARGET, LevelFilter::Info);
+    }
     // actix's own start-up chatter is not an event an operator asked for.
     builder.filter_module("actix_server", LevelFilter::Warn);
     if !cfg.quiet {
@@ -101,4 +109,11 @@ impl Log for Throttled {
     fn flush(&self) {
         self.inner.flush()
     }
+}
+
+/// The outage lines are on by default, except over the console table: when stdout
+/// and stderr are the same terminal the table shows the same, and log lines would
+/// scribble over it.
+fn events_by_default(cfg: &Config) -> bool {
+    !(crate::observe::console::wanted(cfg) && std::io::stderr().is_terminal())
 }

@@ -53,6 +53,8 @@ pub struct Status {
 pub struct BackendStatus {
     pub backend: Arc<Backend>,
     pub up: bool,
+    /// Why it is down: the last failure seen (`None` while up).
+    pub reason: Option<String>,
     /// Down time in total, the current outage included.
     pub downtime: Duration,
     /// The current outage while down, else the last one.

@@ -5,9 +5,11 @@
 
 pub mod backend;
 pub mod dns;
+pub mod events;
 pub mod health;
 pub mod latency;
 pub mod messages;
+pub mod preflight;
 pub mod view;
 
 use std::net::IpAddr;
@@ -21,6 +23,7 @@ use log::{info, warn};
 use crate::config::endpoints::Endpoint;
 use crate::config::Config;
 use crate::pool::backend::Backend;
+use crate::pool::events::Serving;
 use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
 use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
@@ -39,6 +42,8 @@ struct State {
     retired: bool,
     up: bool,
     since: Instant,
+    /// Why it is down: the last failure seen (empty while up).
+    reason: String,
     downtime: Duration,
     last_downtime: Duration,
     /// False until the first health report: starting down is not downtime, and the
@@ -74,11 +79,8 @@ pub struct Pool {
     rise: u32,
     fall: u32,
     eject_duration: Duration,
-    /// The site serving traffic (None when all are down), to log failovers.
-    active_site: Option<usize>,
-    /// The last site that served, and how often traffic moved on to a later site.
-    last_serving: Option<usize>,
-    failovers: u64,
+    /// Which site serves traffic, to log failovers and outages and count failovers.
+    serving: Serving,
     /// TLS towards https backends, shared with the workers.
     backend_tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -116,9 +118,7 @@ impl Pool {
             rise: cfg.health_rise,
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
-            active_site: None,
-            last_serving: None,
-            failovers: 0,
+            serving: Serving::default(),
             backend_tls: cfg.tls.client.clone(),
         };
         for t in 0..pool.targets.len() {
@@ -142,6 +142,7 @@ impl Pool {
             retired: false,
             up: false,
             since: Instant::now(),
+            reason: String::new(),
             downtime: Duration::ZERO,
             last_downtime: Duration::ZERO,
             reported: false,
@@ -269,8 +270,12 @@ impl Pool {
             Err(reason) => {
                 state.passed = 0;
                 state.failed = state.failed.saturating_add(1);
+                let reason = format!("health check failed: {reason}");
                 if first || (state.up && state.failed >= fall) {
-                    self.set(id, false, &format!("health check failed: {reason}"));
+                    self.set(id, false, &reason);
+                } else if !state.up {
+                    // The table shows why a backend is down now, not why it went.
+                    state.reason = reason;
                 }
             }
         }
@@ -337,9 +342,15 @@ impl Pool {
             return;
         };
         let first = !std::mem::replace(&mut state.reported, true);
+        if !up {
+            state.reason.clear();
+            state.reason.push_str(reason);
+        }
         if state.up == up {
             if first && !up {
-                warn!("{} is down: {reason}", state.backend.name);
+                events::down(&state.backend.name, reason);
+                // Every backend down from the start is an outage once all have reported.
+                self.publish();
             }
             return;
         }
@@ -351,12 +362,10 @@ impl Pool {
             let down_for = now - state.since;
             state.downtime += down_for;
             state.last_downtime = down_for;
-            info!(
-                "{name} is up (was down {})",
-                humantime::format_duration(round_ms(down_for))
-            );
+            state.reason.clear();
+            events::up(name, down_for);
         } else {
-            warn!("{name} is down: {reason}");
+            events::down(name, reason);
         }
         state.up = up;
         state.since = now;
@@ -376,26 +385,13 @@ impl Pool {
             view[s.backend.site].push(s.backend.clone());
         }
         let active = view.iter().position(|s| !s.is_empty());
-        if active != self.active_site && sites > 1 {
-            match active {
-                Some(site) => info!("site {} serves traffic", site + 1),
-                None => warn!("every site is down"),
-            }
-        }
-        self.active_site = active;
-        // Moving back to an earlier site (or settling at start-up) is no failover.
-        if let Some(site) = active {
-            if self.last_serving.is_some_and(|last| site > last) {
-                self.failovers += 1;
-            }
-            self.last_serving = Some(site);
+        let mut live = self.states.iter().filter(|s| !s.retired).peekable();
+        let settled = live.peek().is_some() && live.all(|s| s.reported);
+        if let Some(change) = self.serving.update(active, settled, Instant::now()) {
+            change.log(sites);
         }
         self.view.store(Arc::new(PoolView::new(view)));
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Actor for Pool {
@@ -475,6 +471,7 @@ impl Handler<Snapshot> for Pool {
                 BackendStatus {
                     backend: s.backend.clone(),
                     up: s.up,
+                    reason: (!s.up && !s.reason.is_empty()).then(|| s.reason.clone()),
                     downtime: s.downtime + current,
                     last_downtime: if current.is_zero() {
                         s.last_downtime
@@ -486,7 +483,7 @@ impl Handler<Snapshot> for Pool {
             .collect();
         Status {
             backends,
-            failovers: self.failovers,
+            failovers: self.serving.failovers,
         }
     }
 }

@@ -125,7 +125,7 @@ async fn answer(
     }
     match upgrade::wanted(req.head()) {
         Ok(false) => {}
-        Ok(true) => return forward_upgrade(&req, payload, &shared, &worker).await,
+        Ok(true) => return forward_upgrade(req, payload, shared, worker).await,
         Err(e) => return e.response(req.path()),
     }
     let Some(path) = req.uri().path_and_query() else {

@@ -1,8 +1,8 @@
 //! The real sidekick binary as a child process that dies with the test, and the
 //! waiting and port helpers every test uses.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -35,9 +35,11 @@ pub fn free_port(ip: &str) -> u16 {
 pub struct Sidekick {
     child: Child,
     pub addr: SocketAddr,
+    /// Every stderr line so far.
     pub log: Arc<Mutex<Vec<String>>>,
-    /// Lines on stdout (the trace).
+    /// Every stdout line so far (the trace).
     pub out: Arc<Mutex<Vec<String>>>,
+    readers: Vec<thread::JoinHandle<()>>,
 }
 
 impl Sidekick {
@@ -102,35 +104,82 @@ impl Sidekick {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start sidekick");
-        let stdout = child.stdout.take().expect("stdout");
         let out = Arc::new(Mutex::new(Vec::new()));
-        let lines = out.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let stderr = child.stderr.take().expect("stderr");
+        let stdout = read_lines(child.stdout.take().expect("stdout"), out.clone(), |_| {});
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
-        let lines = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        let stderr = read_lines(
+            child.stderr.take().expect("stderr"),
+            log.clone(),
+            move |line| {
                 if let Some(addr) = line.strip_prefix("sidekick listening on ") {
                     let _ = tx.send(addr.parse::<SocketAddr>().expect("address"));
                 }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let addr = rx
+            },
+        );
+        let mut sk = Sidekick {
+            child,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            log,
+            out,
+            readers: vec![stderr, stdout],
+        };
+        sk.addr = rx
             .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("sidekick did not start: {:?}", log.lock().unwrap()));
-        Sidekick {
+            .unwrap_or_else(|_| panic!("sidekick did not start: {:?}", sk.log.lock().unwrap()));
+        sk
+    }
+
+    /// Starts sidekick as a sidecar runs: no flag but `args` (no `--log`), stdout and
+    /// stderr both pipes (no terminal) whose lines land in `out` and `log`. It listens
+    /// on a port picked here, and is up once that port accepts.
+    pub fn start_piped(args: &[&str]) -> Sidekick {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port("127.0.0.1")));
+        let mut child = Command::new(BIN)
+            .arg("--address")
+            .arg(addr.to_string())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sidekick");
+        let (log, out) = (Arc::default(), Arc::default());
+        let readers = vec![
+            read_lines(
+                child.stderr.take().expect("stderr"),
+                Arc::clone(&log),
+                |_| {},
+            ),
+            read_lines(
+                child.stdout.take().expect("stdout"),
+                Arc::clone(&out),
+                |_| {},
+            ),
+        ];
+        let mut sk = Sidekick {
             child,
             addr,
             log,
             out,
+            readers,
+        };
+        wait_for("sidekick listening", Duration::from_secs(20), || {
+            assert!(sk.child.try_wait().expect("wait").is_none(), "{:?}", sk.log);
+            TcpStream::connect(addr).is_ok()
+        });
+        sk
+    }
+
+    /// SIGTERM, then every line sidekick wrote: (stdout, stderr) once both are closed.
+    pub fn stop(mut self) -> (Vec<String>, Vec<String>) {
+        self.signal("TERM");
+        assert_eq!(self.wait_exit(Duration::from_secs(40)), Some(0));
+        for reader in self.readers.drain(..) {
+            reader.join().expect("reader");
         }
+        let out = self.out.lock().unwrap().clone();
+        let log = self.log.lock().unwrap().clone();
+        (out, log)
     }
 
     pub fn pid(&self) -> u32 {
@@ -187,6 +236,20 @@ impl Sidekick {
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
+}
+
+/// Collects the lines of `stream` into `lines`, showing each to `seen` first.
+fn read_lines(
+    stream: impl Read + Send + 'static,
+    lines: Arc<Mutex<Vec<String>>>,
+    mut seen: impl FnMut(&str) + Send + 'static,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            seen(&line);
+            lines.lock().unwrap().push(line);
+        }
+    })
 }
 
 impl Drop for Sidekick {
