@@ -19,8 +19,6 @@ use crate::proxy::handler::{self as proxy, Shared, Worker};
 
 /// Pending connections the kernel may queue (nginx and HAProxy use similar figures).
 const BACKLOG: i32 = 4096;
-/// How long in-flight requests may take to finish after SIGTERM.
-const DRAIN: u64 = 30;
 
 /// Binds every address of the listen spec. Called before anything else starts, so that
 /// an address in use is a usage error (exit 2) naming it, with nothing served.
@@ -79,7 +77,8 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     // Within the open-file limit, so that accepting never fails.
     .max_connections(capacity.per_worker)
     .disable_signals()
-    .shutdown_timeout(DRAIN)
+    // Whole seconds is all actix takes; a fraction rounds up.
+    .shutdown_timeout(cfg.drain_timeout.as_secs_f64().ceil() as u64)
     .keep_alive(cfg.keepalive_timeout)
     .client_request_timeout(cfg.client_header_timeout);
     for listener in listeners {

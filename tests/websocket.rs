@@ -512,7 +512,7 @@ fn the_idle_limit_closes_a_silent_connection_but_not_a_busy_one() {
 fn sigterm_keeps_an_open_websocket_until_the_drain_deadline() {
     let health = Backend::start("health");
     let e = Echo::start();
-    let mut sk = sidekick(&health, &[&e], &[]);
+    let mut sk = sidekick(&health, &[&e], &["--drain-timeout", "2s"]);
     let mut ws = open(&sk, "/drain");
     echo(&mut ws, Message::text("before"));
     sk.signal("TERM");
@@ -522,7 +522,7 @@ fn sigterm_keeps_an_open_websocket_until_the_drain_deadline() {
     });
     // Draining leaves the session alone...
     echo(&mut ws, Message::text("while draining"));
-    // ...until the 30 s drain deadline closes it.
+    // ...until the drain deadline closes it.
     ws.get_ref()
         .set_read_timeout(Some(Duration::from_secs(90)))
         .unwrap();

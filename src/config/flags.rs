@@ -147,6 +147,12 @@ pub struct Cli {
           value_parser = positive_duration)]
     pub upgrade_idle_timeout: Duration,
 
+    /// After SIGTERM/SIGINT, how long in-flight requests and open WebSockets may take
+    /// to finish before they are closed
+    #[arg(long, env = "SIDEKICK_DRAIN_TIMEOUT", default_value = "30s",
+          value_parser = positive_duration)]
+    pub drain_timeout: Duration,
+
     /// Largest request head (request line and headers) accepted
     #[arg(long, env = "SIDEKICK_MAX_HEADER_SIZE", default_value = "64KiB", value_parser = parse_size)]
     pub max_header_size: u64,

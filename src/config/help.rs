@@ -28,7 +28,7 @@ Own paths (sidekick answers these itself):
   GET /v1/certificates      the --auto-tls-host certificate (PEM)
 
 Signals:
-  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (at most 30 s)
+  SIGTERM, SIGINT  stop accepting, let in-flight requests finish (--drain-timeout)
   SIGHUP           check every endpoint again now, resolving names afresh
 
 Exit codes:

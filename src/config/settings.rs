@@ -54,6 +54,7 @@ pub struct Config {
     pub client_header_timeout: Duration,
     pub keepalive_timeout: Duration,
     pub upgrade_idle_timeout: Duration,
+    pub drain_timeout: Duration,
     pub max_header_size: u64,
     pub max_headers: u16,
     pub max_conns: u32,

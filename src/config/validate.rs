@@ -95,6 +95,7 @@ impl Cli {
             client_header_timeout: self.client_header_timeout,
             keepalive_timeout: self.keepalive_timeout,
             upgrade_idle_timeout: self.upgrade_idle_timeout,
+            drain_timeout: self.drain_timeout,
             max_header_size: self.max_header_size,
             max_headers: self.max_headers,
             max_conns: self.max_conns,
