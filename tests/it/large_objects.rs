@@ -1,12 +1,11 @@
 //! Multi-GiB bodies stream through in bounded memory, byte for byte.
 
-mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest, Sha256};
 
 const GIB: u64 = 1 << 30;

@@ -3,11 +3,10 @@
 //! backend down and back, site failovers, and at start names that do not resolve and
 //! sites that look like an unquoted shell brace. `--quiet` says none of it.
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -2,7 +2,6 @@
 //! factor 3, SigV4 verified by the servers, each node's admin `/health` as its
 //! readiness), with concurrent load while one node is SIGKILLed and restarted.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -10,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::garage::{Garage, REGION};
-use common::*;
+use crate::common::garage::{Garage, REGION};
+use crate::common::*;
 
 /// sidekick in front of every node, checking each node's admin `/health`.
 fn sidekick_for(g: &Garage) -> Sidekick {

@@ -1,14 +1,13 @@
 //! The live console table, on a real terminal: sidekick runs in a detached tmux
 //! session of a given size and the test reads the screen with `capture-pane`.
 
-mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

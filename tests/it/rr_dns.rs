@@ -1,12 +1,11 @@
 //! `--rr-dns-mode`: every address of a name is a backend of its own; names are
 //! resolved again on SIGHUP (and every `--dns-ttl`).
 
-mod common;
 
 use std::time::Duration;
 
-use common::tls::{Ca, TempDir};
-use common::*;
+use crate::common::tls::{Ca, TempDir};
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -1,14 +1,13 @@
 //! The command line through the real binary: `--check` output, exit codes, messages,
 //! `--help` and the README that copies it.
 
-mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use common::{wait_for, BIN};
+use crate::common::{wait_for, BIN};
 
 const SEE_HELP: &str = "  see `sidekick --help`";
 

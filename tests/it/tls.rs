@@ -1,13 +1,12 @@
 //! TLS on both sides: HTTPS clients, https backends, mutual TLS, certificate rotation,
 //! generated certificates, TLS versions, key formats, and the errors for bad files.
 
-mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
-use common::tls::*;
-use common::*;
+use crate::common::tls::*;
+use crate::common::*;
 use rcgen::{KeyPair, PKCS_ED25519};
 use rustls::pki_types::pem::PemObject;
 

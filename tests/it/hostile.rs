@@ -1,13 +1,12 @@
 //! Hostile input both ways: requests that must never reach a backend, and backend
 //! answers that must never reach a client as a complete-looking response.
 
-mod common;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn setup() -> (Backend, Sidekick) {
     let backend = Backend::start("b0");

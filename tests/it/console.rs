@@ -1,11 +1,10 @@
 //! What sidekick prints: JSON log lines with `--json`, nothing with `--quiet`.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn json_log_lines_are_json_objects() {

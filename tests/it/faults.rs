@@ -1,7 +1,6 @@
 //! Faults: backends that die under load, hang, drop packets or hang up; clients that
 //! crawl. sidekick keeps serving and loses nothing it could have saved.
 
-mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -10,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(30);
 

@@ -1,13 +1,12 @@
 //! Forwarding rules: what the backend receives and what the client gets back are
 //! exactly what they should be.
 
-mod common;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 fn setup() -> (Backend, Sidekick) {
     let backend = Backend::start("b0");

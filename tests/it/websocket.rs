@@ -3,7 +3,6 @@
 //! backend that refuses the upgrade or dies mid-session, the idle limit, SIGTERM
 //! draining, and the metrics and trace of an upgraded connection.
 
-mod common;
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -12,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::derive_accept_key;
@@ -649,13 +648,13 @@ fn an_upgrade_that_cannot_connect_is_retried_on_another_backend() {
 
 #[test]
 fn wss_through_tls_on_both_sides() {
-    let dir = common::tls::TempDir::new("wss");
-    let ca = common::tls::Ca::new("backend CA");
+    let dir = crate::common::tls::TempDir::new("wss");
+    let ca = crate::common::tls::Ca::new("backend CA");
     std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
     let issued = ca.issue(&["127.0.0.1"]);
-    let health = common::tls::https_backend("health", issued.server_config());
+    let health = crate::common::tls::https_backend("health", issued.server_config());
     let e = Echo::start_tls(issued.server_config());
-    let (cert, key) = common::tls::Issued::self_signed(&["localhost"]).write(dir.path(), "front");
+    let (cert, key) = crate::common::tls::Issued::self_signed(&["localhost"]).write(dir.path(), "front");
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let cacert = dir.arg("ca.pem");
     let sk = sidekick(
@@ -663,7 +662,7 @@ fn wss_through_tls_on_both_sides() {
         &[&e],
         &["--cacert", &cacert, "--cert", cert, "--key", key],
     );
-    let config = common::tls::client_config(None, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
+    let config = crate::common::tls::client_config(None, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = rustls::ClientConnection::new(config, name).unwrap();
     let tcp = TcpStream::connect(sk.addr).unwrap();

@@ -1,13 +1,12 @@
 //! HTTP/2 from clients (ALPN h2 over TLS, driven by curl): the forwarding rules hold
 //! as over HTTP/1.1, with the host taken from `:authority`.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::tls::*;
-use common::*;
+use crate::common::tls::*;
+use crate::common::*;
 
 struct Setup {
     _dir: TempDir,

@@ -1,11 +1,10 @@
 //! Spreading traffic, avoiding failed backends, site failover, and signals.
 
-mod common;
 
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const LONG: Duration = Duration::from_secs(20);
 

@@ -2,13 +2,12 @@
 //! the client connections the limit holds, and answers the rest 503 at once, so
 //! that a flood of idle connections never leaves it unable to accept.
 
-mod common;
 
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The limit the flooded sidekick runs with, soft and hard.
 const LIMIT: u64 = 256;

@@ -1,13 +1,12 @@
 //! `GET /.prometheus/metrics`: counters after a known workload, the output accepted
 //! by `promtool check metrics`, and the up gauge of a killed backend.
 
-mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// The value of the sample `name{endpoint="url",...}` in a scrape.
 fn sample(scrape: &str, name: &str, url: &str) -> Option<f64> {

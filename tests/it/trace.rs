@@ -1,7 +1,6 @@
 //! `--trace`: one line per proxied request and/or health check on stdout, as text or
 //! JSON, filtered by `--errors` and `--status-code`, secrets redacted under `--debug`.
 
-mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(20);

@@ -1,0 +1,23 @@
+//! The integration tests, one module per concern, in one binary: it links once, and
+//! its tests run side by side. Each starts the real sidekick against real backends on
+//! loopback (`common`).
+
+mod common;
+
+mod balancing;
+mod cli;
+mod console;
+mod console_table;
+mod faults;
+mod fd_limits;
+mod forwarding;
+mod hostile;
+mod http2;
+mod large_objects;
+mod metrics;
+mod outage_log;
+mod rr_dns;
+mod s3;
+mod tls;
+mod trace;
+mod websocket;
