@@ -1,7 +1,6 @@
 //! Faults: backends that die under load, hang, drop packets or hang up; clients that
 //! crawl. sidekick keeps serving and loses nothing it could have saved.
 
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -216,9 +215,12 @@ fn idempotent_requests_with_small_bodies_are_retried_posts_are_not() {
     while !sk.log_contains(&format!("http://{} is down", site.faulty)) {
         statuses.push(request(sk.addr, "POST", "/upload", &[], b"small body").status);
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 502).count(),
-        1,
+    // Until the Pool has marked the faulty backend down, another POST may go to it
+    // and get its own 502; none is sent on to the good one.
+    let failed = statuses.iter().filter(|s| **s == 502).count();
+    assert!(failed >= 1, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| [200, 502].contains(s)),
         "{statuses:?}"
     );
     let posts = site
@@ -227,7 +229,7 @@ fn idempotent_requests_with_small_bodies_are_retried_posts_are_not() {
         .iter()
         .filter(|s| s.method == "POST")
         .count();
-    assert_eq!(posts, statuses.len() - 1, "a POST was sent twice");
+    assert_eq!(posts, statuses.len() - failed, "a POST was sent twice");
 }
 
 #[test]
