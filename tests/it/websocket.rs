@@ -3,7 +3,6 @@
 //! backend that refuses the upgrade or dies mid-session, the idle limit, SIGTERM
 //! draining, and the metrics and trace of an upgraded connection.
 
-
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -236,7 +235,8 @@ fn try_open(
 }
 
 fn open(sk: &Sidekick, path: &str) -> Client {
-    let (ws, res) = try_open(sk, path, None).unwrap_or_else(|e| panic!("handshake: {e}"));
+    let (ws, res) = try_open(sk, path, None)
+        .unwrap_or_else(|e| panic!("handshake: {e}; sidekick: {:?}", sk.log.lock().unwrap()));
     assert_eq!(res.status(), 101);
     ws
 }
@@ -654,7 +654,8 @@ fn wss_through_tls_on_both_sides() {
     let issued = ca.issue(&["127.0.0.1"]);
     let health = crate::common::tls::https_backend("health", issued.server_config());
     let e = Echo::start_tls(issued.server_config());
-    let (cert, key) = crate::common::tls::Issued::self_signed(&["localhost"]).write(dir.path(), "front");
+    let (cert, key) =
+        crate::common::tls::Issued::self_signed(&["localhost"]).write(dir.path(), "front");
     let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let cacert = dir.arg("ca.pem");
     let sk = sidekick(
@@ -662,7 +663,8 @@ fn wss_through_tls_on_both_sides() {
         &[&e],
         &["--cacert", &cacert, "--cert", cert, "--key", key],
     );
-    let config = crate::common::tls::client_config(None, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
+    let config =
+        crate::common::tls::client_config(None, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = rustls::ClientConnection::new(config, name).unwrap();
     let tcp = TcpStream::connect(sk.addr).unwrap();
