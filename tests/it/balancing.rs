@@ -1,6 +1,5 @@
 //! Spreading traffic, avoiding failed backends, site failover, and signals.
 
-
 use std::thread;
 use std::time::Duration;
 

@@ -1,7 +1,6 @@
 //! The command line through the real binary: `--check` output, exit codes, messages,
 //! `--help` and the README that copies it.
 
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};

@@ -1,6 +1,5 @@
 //! What sidekick prints: JSON log lines with `--json`, nothing with `--quiet`.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

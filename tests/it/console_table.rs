@@ -1,7 +1,6 @@
 //! The live console table, on a real terminal: sidekick runs in a detached tmux
 //! session of a given size and the test reads the screen with `capture-pane`.
 
-
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

@@ -2,7 +2,6 @@
 //! the client connections the limit holds, and answers the rest 503 at once, so
 //! that a flood of idle connections never leaves it unable to accept.
 
-
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

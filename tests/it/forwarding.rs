@@ -1,7 +1,6 @@
 //! Forwarding rules: what the backend receives and what the client gets back are
 //! exactly what they should be.
 
-
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,7 +1,6 @@
 //! Hostile input both ways: requests that must never reach a backend, and backend
 //! answers that must never reach a client as a complete-looking response.
 
-
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

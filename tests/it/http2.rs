@@ -1,7 +1,6 @@
 //! HTTP/2 from clients (ALPN h2 over TLS, driven by curl): the forwarding rules hold
 //! as over HTTP/1.1, with the host taken from `:authority`.
 
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

@@ -1,6 +1,5 @@
 //! Multi-GiB bodies stream through in bounded memory, byte for byte.
 
-
 use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

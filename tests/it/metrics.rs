@@ -1,7 +1,6 @@
 //! `GET /.prometheus/metrics`: counters after a known workload, the output accepted
 //! by `promtool check metrics`, and the up gauge of a killed backend.
 
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -3,7 +3,6 @@
 //! backend down and back, site failovers, and at start names that do not resolve and
 //! sites that look like an unquoted shell brace. `--quiet` says none of it.
 
-
 use std::time::Duration;
 
 use crate::common::*;

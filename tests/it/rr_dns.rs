@@ -1,7 +1,6 @@
 //! `--rr-dns-mode`: every address of a name is a backend of its own; names are
 //! resolved again on SIGHUP (and every `--dns-ttl`).
 
-
 use std::time::Duration;
 
 use crate::common::tls::{Ca, TempDir};

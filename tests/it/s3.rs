@@ -2,7 +2,6 @@
 //! factor 3, SigV4 verified by the servers, each node's admin `/health` as its
 //! readiness), with concurrent load while one node is SIGKILLed and restarted.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};

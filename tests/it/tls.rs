@@ -1,7 +1,6 @@
 //! TLS on both sides: HTTPS clients, https backends, mutual TLS, certificate rotation,
 //! generated certificates, TLS versions, key formats, and the errors for bad files.
 
-
 use std::process::Command;
 use std::time::Duration;
 

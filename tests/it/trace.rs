@@ -1,7 +1,6 @@
 //! `--trace`: one line per proxied request and/or health check on stdout, as text or
 //! JSON, filtered by `--errors` and `--status-code`, secrets redacted under `--debug`.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
