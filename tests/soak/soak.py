@@ -196,9 +196,14 @@ class Soak:
             [self.args.binary, "--address", "127.0.0.1:0", "--health-port", str(g.admin_port),
              "--health-path", "/health", "--health-duration", "500ms", site],
             stderr=subprocess.PIPE, text=True)
-        line = self.sidekick.stderr.readline()
-        if "listening on" not in line:
-            raise SystemExit(f"sidekick did not start: {line}")
+        # Warnings (e.g. about the open-file limit) may come before the listening line.
+        seen = []
+        for line in self.sidekick.stderr:
+            if "listening on" in line:
+                break
+            seen.append(line)
+        else:
+            raise SystemExit(f"sidekick did not start: {''.join(seen)}")
         threading.Thread(target=lambda: [None for _ in self.sidekick.stderr], daemon=True).start()
         self.port = int(line.rsplit(":", 1)[1])
         deadline = time.time() + 20
