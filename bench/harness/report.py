@@ -219,8 +219,10 @@ def machine_facts(ctx):
         commit = "no commit yet"
     try:
         binary = ctx.sidekick.relative_to(ROOT)
+        built = f"`{binary}` built from `{commit}`"
     except ValueError:
-        binary = ctx.sidekick
+        # A binary from elsewhere (--sidekick-bin): this checkout's commit says nothing.
+        built = f"`{ctx.sidekick}`"
     # Boot options that decide where threads run and how idle CPUs wake:
     # they shape sidekick-default's spread and the latency tail.
     try:
@@ -234,7 +236,7 @@ def machine_facts(ctx):
         ("Scheduler and idle boot options", " ".join(f"`{t}`" for t in boot)
          or "none"),
         ("Load average before the run", " ".join(ctx.loadavg)),
-        ("sidekick", f"`{binary}` built from `{commit}`"),
+        ("sidekick", built),
         ("nginx", first_line(["nginx", "-v"]).split("/")[-1]),
         ("HAProxy", first_line(["haproxy", "-v"]).split()[2]),
         ("wrk", first_line(["wrk", "-v"]).split()[1]),
