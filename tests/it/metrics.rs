@@ -7,16 +7,6 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// The value of the sample `name{endpoint="url",...}` in a scrape.
-fn sample(scrape: &str, name: &str, url: &str) -> Option<f64> {
-    let prefix = format!("{name}{{endpoint=\"{url}\",");
-    scrape
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn scrape(sk: &Sidekick) -> String {
     let res = sk.get("/.prometheus/metrics");
     assert_eq!(res.status, 200);

@@ -46,13 +46,8 @@ fn text(out: &Output) -> String {
 fn metric(sk: &Sidekick, name: &str, url: &str) -> f64 {
     let res = sk.get("/.prometheus/metrics");
     assert_eq!(res.status, 200);
-    let prefix = format!("{name}{{endpoint=\"{url}\",");
-    res.text()
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in the scrape"))
+    sample(&res.text(), name, url)
+        .unwrap_or_else(|| panic!("no {name}{{endpoint=\"{url}\"}} in the scrape"))
 }
 
 /// The load script, running until told to stop; killed if the test fails first.

@@ -299,17 +299,6 @@ fn sidekick(health: &Backend, echoes: &[&Echo], extra: &[&str]) -> Sidekick {
     sk
 }
 
-/// The value of `name{endpoint="url",...}` in a scrape.
-fn sample(sk: &Sidekick, name: &str, url: &str) -> Option<f64> {
-    let scrape = sk.get("/.prometheus/metrics").text();
-    let prefix = format!("{name}{{endpoint=\"{url}\",");
-    scrape
-        .lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
@@ -401,8 +390,8 @@ fn the_close_handshake_works_from_either_side_and_frees_the_backend() {
     }
     wait_for("the backend's clean close", LIMIT, || e.closed() == 2);
     wait_for("nothing in flight", LIMIT, || {
-        sample(&sk, "sidekick_in_flight_requests", &url) == Some(0.0)
-            && sample(&sk, "sidekick_upgraded_connections", &url) == Some(0.0)
+        sk.sample("sidekick_in_flight_requests", &url) == Some(0.0)
+            && sk.sample("sidekick_upgraded_connections", &url) == Some(0.0)
     });
 }
 
@@ -488,7 +477,7 @@ fn a_backend_killed_mid_session_closes_the_clients_connection() {
     let got = read_until_closed(&mut ws);
     assert!(got.is_empty(), "{got:?}");
     wait_for("nothing in flight", LIMIT, || {
-        sample(&sk, "sidekick_in_flight_requests", &e.url()) == Some(0.0)
+        sk.sample("sidekick_in_flight_requests", &e.url()) == Some(0.0)
     });
 }
 
@@ -498,7 +487,8 @@ fn the_idle_limit_closes_a_silent_connection_but_not_a_busy_one() {
     let e = Echo::start();
     let sk = sidekick(&health, &[&e], &["--upgrade-idle-timeout", "1s"]);
     let mut ws = open(&sk, "/idle");
-    // Three times the limit, with a message every quarter of it.
+    // Three times the limit, with a message every quarter of it: the pause paces the
+    // traffic, it waits for nothing.
     for i in 0..12 {
         echo(&mut ws, Message::text(format!("tick {i}")));
         thread::sleep(Duration::from_millis(250));
@@ -546,12 +536,9 @@ fn metrics_and_trace_count_upgraded_connections_and_least_spreads_them() {
     };
     for e in [first, second] {
         let url = e.url();
-        assert_eq!(sample(&sk, "sidekick_in_flight_requests", &url), Some(1.0));
-        assert_eq!(
-            sample(&sk, "sidekick_upgraded_connections", &url),
-            Some(1.0)
-        );
-        assert_eq!(sample(&sk, "sidekick_upgrades_total", &url), Some(1.0));
+        assert_eq!(sk.sample("sidekick_in_flight_requests", &url), Some(1.0));
+        assert_eq!(sk.sample("sidekick_upgraded_connections", &url), Some(1.0));
+        assert_eq!(sk.sample("sidekick_upgrades_total", &url), Some(1.0));
     }
 
     echo(&mut one, Message::binary(vec![7u8; 1000]));
@@ -559,18 +546,18 @@ fn metrics_and_trace_count_upgraded_connections_and_least_spreads_them() {
     read_until_closed(&mut one);
     let url = first.url();
     wait_for("the first session over", LIMIT, || {
-        sample(&sk, "sidekick_in_flight_requests", &url) == Some(0.0)
-            && sample(&sk, "sidekick_upgraded_connections", &url) == Some(0.0)
+        sk.sample("sidekick_in_flight_requests", &url) == Some(0.0)
+            && sk.sample("sidekick_upgraded_connections", &url) == Some(0.0)
     });
     // Bytes both ways, frame headers and close frames included.
-    assert!(sample(&sk, "sidekick_rx_bytes_total", &url) >= Some(1000.0));
-    assert!(sample(&sk, "sidekick_tx_bytes_total", &url) >= Some(1000.0));
+    assert!(sk.sample("sidekick_rx_bytes_total", &url) >= Some(1000.0));
+    assert!(sk.sample("sidekick_tx_bytes_total", &url) >= Some(1000.0));
     // The latency is the handshake's, recorded once.
     assert_eq!(
-        sample(&sk, "sidekick_request_duration_seconds_count", &url),
+        sk.sample("sidekick_request_duration_seconds_count", &url),
         Some(1.0)
     );
-    assert_eq!(sample(&sk, "sidekick_upgrades_total", &url), Some(1.0));
+    assert_eq!(sk.sample("sidekick_upgrades_total", &url), Some(1.0));
 
     let line = || {
         sk.out
@@ -593,7 +580,7 @@ fn metrics_and_trace_count_upgraded_connections_and_least_spreads_them() {
     // The second session is still open and still in flight.
     echo(&mut two, Message::text("still here"));
     assert_eq!(
-        sample(&sk, "sidekick_in_flight_requests", &second.url()),
+        sk.sample("sidekick_in_flight_requests", &second.url()),
         Some(1.0)
     );
 }
@@ -610,8 +597,8 @@ fn a_client_that_goes_away_ends_the_backends_session() {
     wait_for("the backend's session to end", LIMIT, || e.ended() == 1);
     assert_eq!(e.closed(), 0);
     wait_for("nothing in flight", LIMIT, || {
-        sample(&sk, "sidekick_in_flight_requests", &e.url()) == Some(0.0)
-            && sample(&sk, "sidekick_upgraded_connections", &e.url()) == Some(0.0)
+        sk.sample("sidekick_in_flight_requests", &e.url()) == Some(0.0)
+            && sk.sample("sidekick_upgraded_connections", &e.url()) == Some(0.0)
     });
 }
 
@@ -636,10 +623,7 @@ fn an_upgrade_that_cannot_connect_is_retried_on_another_backend() {
     echo(&mut second, Message::text("retried"));
     let paths: Vec<String> = busy.handshakes().into_iter().map(|(p, _)| p).collect();
     assert_eq!(paths, ["/first", "/second"]);
-    assert_eq!(
-        sample(&sk, "sidekick_retries_total", &idle.url()),
-        Some(1.0)
-    );
+    assert_eq!(sk.sample("sidekick_retries_total", &idle.url()), Some(1.0));
     wait_for("the dead backend marked down", LIMIT, || {
         sk.log_contains(&format!("{} is down", idle.url()))
     });

@@ -8,6 +8,7 @@ mod client;
 pub mod garage;
 mod pattern;
 mod process;
+mod scrape;
 pub mod tls;
 mod tools;
 
@@ -15,5 +16,6 @@ pub use backend::*;
 pub use client::*;
 pub use pattern::*;
 pub use process::*;
+pub use scrape::*;
 #[allow(unused_imports)] // not every test binary drives a tool
 pub use tools::*;
