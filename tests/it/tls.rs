@@ -479,10 +479,8 @@ fn openssl(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-#[test]
-fn legacy_and_pkcs8_encrypted_keys_written_by_openssl_are_served() {
-    let dir = TempDir::new("openssl-keys");
-    let pass = "pass:s3cret";
+/// A P-256 key written by openssl, unencrypted: `ec.key` in `dir`.
+fn ec_key(dir: &TempDir) -> String {
     let ec = dir.arg("ec.key");
     openssl(&[
         "ecparam",
@@ -493,6 +491,14 @@ fn legacy_and_pkcs8_encrypted_keys_written_by_openssl_are_served() {
         "-out",
         &ec,
     ]);
+    ec
+}
+
+#[test]
+fn legacy_and_pkcs8_encrypted_keys_written_by_openssl_are_served() {
+    let dir = TempDir::new("openssl-keys");
+    let pass = "pass:s3cret";
+    let ec = ec_key(&dir);
     // (key file, the DEK-Info it must carry, the command that writes it)
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
         (
@@ -609,16 +615,7 @@ fn legacy_key_with_unknown_cipher_is_refused_naming_it() {
     let dir = TempDir::new("legacy-cipher");
     let key = dir.join("camellia.key");
     let cert = dir.arg("cert.pem");
-    let ec = dir.arg("ec.key");
-    openssl(&[
-        "ecparam",
-        "-name",
-        "prime256v1",
-        "-genkey",
-        "-noout",
-        "-out",
-        &ec,
-    ]);
+    let ec = ec_key(&dir);
     openssl(&[
         "req",
         "-new",
