@@ -278,6 +278,7 @@ fn fits(s: &Setup, width: usize) -> usize {
         match unfit(&screen, &s.urls) {
             Ok(n) => return n,
             Err(e) if Instant::now() > deadline => panic!("{width} columns: {e}\n{screen}"),
+            // Only paces the polling of the screen.
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     }

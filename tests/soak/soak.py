@@ -62,7 +62,7 @@ def wait(what, seconds, cond):
     while not cond():
         if time.time() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # paces the polling
 
 
 class Garage:
@@ -113,7 +113,7 @@ admin_token = "{self.token}"
         while (out := self.cli(i, *args)) is None:
             if time.time() > deadline:
                 raise SystemExit(f"garage {' '.join(args)} kept failing")
-            time.sleep(0.1)
+            time.sleep(0.1)  # paces the retries
         return out
 
     def start(self, i):
@@ -210,7 +210,7 @@ class Soak:
         while self.get("/v1/health")[0] != 200:
             if time.time() > deadline:
                 raise SystemExit("sidekick never became healthy")
-            time.sleep(0.05)
+            time.sleep(0.05)  # paces the polling
 
     def get(self, path):
         try:

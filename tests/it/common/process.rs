@@ -203,6 +203,7 @@ impl Sidekick {
                 return status.code();
             }
             assert!(Instant::now() < deadline, "sidekick did not exit");
+            // Only paces the polling of `try_wait`.
             thread::sleep(Duration::from_millis(10));
         }
     }
