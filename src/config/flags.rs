@@ -184,8 +184,11 @@ pub struct Cli {
     #[arg(value_name = "SITE", required = true)]
     pub sites: Vec<String>,
 
-    // Last: the TLS flags open their own help section, which any argument after them
-    // would join.
+    // Last: the cache and TLS flags open their own help sections, which any argument
+    // after them would join.
+    #[command(flatten)]
+    pub cache: crate::config::cache_flags::CacheArgs,
+
     #[command(flatten)]
     pub tls: crate::tls::TlsFlags,
 }

@@ -2,6 +2,7 @@
 //! text, validation into the `Config` every other layer reads, endpoints and their
 //! ellipses, sizes and durations, and sidekick's own fixed paths.
 
+pub mod cache_flags;
 pub mod endpoints;
 mod flags;
 mod help;

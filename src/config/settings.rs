@@ -59,6 +59,7 @@ pub struct Config {
     pub max_headers: u16,
     pub max_conns: u32,
     pub tls: crate::tls::Tls,
+    pub cache: Option<crate::config::cache_flags::CacheConfig>,
     pub check: bool,
     pub trace: crate::config::trace_flags::Args,
 }
@@ -86,6 +87,9 @@ impl Config {
         if let Some(hint) = crate::config::hints::sites_hint(&self.sites) {
             out.push_str(&hint);
             out.push('\n');
+        }
+        if let Some(cache) = &self.cache {
+            out.push_str(&cache.describe());
         }
         out
     }

@@ -54,6 +54,12 @@ impl Cli {
             )
         })?;
         let https = sites.iter().flatten().any(Endpoint::is_https);
+        let cache = self.cache.validate()?;
+        let https = https
+            || cache
+                .iter()
+                .flat_map(|c| &c.endpoints)
+                .any(Endpoint::is_https);
         let tls = crate::tls::load(self.tls, self.insecure, https)?;
         let health_path = with_slash(&self.health_path);
         let read_health_path = self
@@ -100,6 +106,7 @@ impl Cli {
             max_headers: self.max_headers,
             max_conns: self.max_conns,
             tls,
+            cache,
             check: self.check,
             trace: self.trace,
         })
