@@ -229,7 +229,7 @@ mod tests {
 
     fn blocks(rx: &mut mpsc::UnboundedReceiver<Copied>) -> Vec<(u64, Bytes)> {
         let mut out = Vec::new();
-        while let Ok(Some(c)) = rx.try_next() {
+        while let Ok(c) = rx.try_recv() {
             out.push((c.index, block::decode(c.block, c._budget.0).unwrap()));
         }
         out
