@@ -284,7 +284,7 @@ up_count() { [[ "$(grep -c ' is up' "$logs/sidekick.log")" -ge 4 ]]; }
 wait_for "four backends up" 20 up_count
 if ((cache)); then
     wait_for "sidekick's check of the cache bucket" 20 \
-        grep -q "cache bucket $cache_bucket on .*readable and writable" "$logs/sidekick.log"
+        grep -q "cache bucket $cache_bucket.*: readable and writable" "$logs/sidekick.log"
 fi
 
 say "load: 3 writers + 3 readers for ${duration}s through http://$addr;" \
