@@ -359,7 +359,11 @@ def main():
         display.line(f"error    | {problems.get()}")
     display.progress(progress_text(elapsed, stats), final=True)
 
-    listing_ok, listed = final_listing(s3, objects)
+    try:
+        listing_ok, listed = final_listing(s3, objects)
+    except Exception as e:  # noqa: BLE001 - a failed listing is reported
+        display.line(f"error    | final LIST: {e}")
+        listing_ok, listed = False, 0
     if not listing_ok:
         stats.failed()
     ops, errors, retries, nbytes = stats.snapshot()
