@@ -232,7 +232,7 @@ cli key import --yes -n sidekick-demo "$access_key" "$secret_key"
 cli bucket create "$bucket"
 cli bucket allow --read --write --owner "$bucket" --key "$access_key"
 
-cache_flags=()
+cache_flags=() cache_env=()
 if ((cache)); then
     say "cache store: layout, bucket $cache_bucket, sidekick's key that may read and write it," \
         "a lifecycle rule expiring objects after 7 days"
@@ -266,21 +266,21 @@ EOF
     cache_flags=(--cache-endpoint "http://127.0.0.6:$s3_port" --cache-bucket "$cache_bucket"
         --cache-region garage --cache-health-port "$admin_port" --cache-health-path /health
         --cache-min-size 64KiB --cache-block-size 64KiB)
+    # The cache store's keys from the environment: the secret stays out of the process list.
+    cache_env=(SIDEKICK_CACHE_ACCESS_KEY="$cache_access_key" SIDEKICK_CACHE_SECRET_KEY="$cache_secret_key")
 fi
 
 # sidekick's own ellipses (three dots), quoted so that the shell leaves them alone.
 endpoints="http://127.0.0.{2...5}:$s3_port"
 say "starting sidekick --health-port $admin_port --health-path /health --health-duration 1s --log" \
-    "${cache_flags[*]} $endpoints"
-# The cache store's keys from the environment: the secret stays out of the process list.
-SIDEKICK_CACHE_ACCESS_KEY="$cache_access_key" SIDEKICK_CACHE_SECRET_KEY="$cache_secret_key" \
-    "$bin" --address 127.0.0.1:0 --health-port "$admin_port" --health-path /health \
+    "${cache_flags[@]}" "$endpoints"
+env "${cache_env[@]}" "$bin" --address 127.0.0.1:0 --health-port "$admin_port" --health-path /health \
     --health-duration 1s --log "${cache_flags[@]}" "$endpoints" 2>"$logs/sidekick.log" &
 other_pids+=($!)
 wait_for "sidekick to listen" 10 grep -q "listening on" "$logs/sidekick.log"
 addr="$(sed -n 's/.*sidekick listening on \([^ ]*\).*/\1/p' "$logs/sidekick.log" | head -n1)"
 # shellcheck disable=SC2329 # run by wait_for
-up_count() { [[ "$(grep -c ' is up' "$logs/sidekick.log")" -ge 4 ]]; }
+up_count() { [[ "$(grep -v 'cache node' "$logs/sidekick.log" | grep -c ' is up')" -ge 4 ]]; }
 wait_for "four backends up" 20 up_count
 if ((cache)); then
     wait_for "sidekick's check of the cache bucket" 20 \
