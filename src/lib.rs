@@ -3,6 +3,7 @@
 
 mod admin;
 pub mod config;
+mod http_server;
 mod limits;
 pub mod observe;
 mod pool;

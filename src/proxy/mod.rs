@@ -5,6 +5,7 @@
 pub mod closing;
 pub mod conn_info;
 pub mod error;
+pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod relay;
@@ -12,3 +13,4 @@ pub mod request_body;
 pub mod retry;
 pub mod upgrade;
 pub mod validate;
+pub mod watched;
