@@ -185,6 +185,91 @@ mod tests {
         );
     }
 
+    /// A random request numbered `i`, and whether its trailer section holds a bare LF.
+    fn random_request(rng: &mut fastrand::Rng, i: usize) -> (Vec<u8>, bool) {
+        let eol: &[u8] = if rng.u8(..8) == 0 { b"\n" } else { b"\r\n" };
+        let data = |rng: &mut fastrand::Rng| -> Vec<u8> {
+            let pick = b"ab\r\n0;:";
+            (0..rng.usize(1..40))
+                .map(|_| pick[rng.usize(..pick.len())])
+                .collect()
+        };
+        let mut out = [
+            b"PUT /r",
+            i.to_string().as_bytes(),
+            b" HTTP/1.1",
+            eol,
+            b"Host: h",
+            eol,
+        ]
+        .concat();
+        match rng.u8(..3) {
+            0 => {
+                out.extend_from_slice(eol);
+                (out, false)
+            }
+            1 => {
+                let body = data(rng);
+                out.extend_from_slice(format!("Content-Length: {}", body.len()).as_bytes());
+                out.extend_from_slice(&[eol, eol, &body].concat());
+                (out, false)
+            }
+            _ => {
+                out.extend_from_slice(&[b"Transfer-Encoding: chunked", eol, eol].concat());
+                for _ in 0..rng.usize(..3) {
+                    let chunk = data(rng);
+                    let ext = if rng.bool() { ";x=1" } else { "" };
+                    out.extend_from_slice(format!("{:x}{ext}\r\n", chunk.len()).as_bytes());
+                    out.extend_from_slice(&[&chunk, &b"\r\n"[..]].concat());
+                }
+                out.extend_from_slice(b"0\r\n");
+                let lines = rng.usize(..3);
+                let bad = rng.u8(..4) == 0;
+                let bad_at = rng.usize(..=lines);
+                for line in 0..=lines {
+                    let end: &[u8] = if bad && line == bad_at {
+                        b"\n"
+                    } else {
+                        b"\r\n"
+                    };
+                    let field = if line < lines {
+                        format!("X-T{line}: v")
+                    } else {
+                        String::new()
+                    };
+                    out.extend_from_slice(&[field.as_bytes(), end].concat());
+                }
+                (out, bad)
+            }
+        }
+    }
+
+    #[actix_rt::test]
+    async fn random_pipelines_end_at_the_first_bare_lf_and_nowhere_else() {
+        let mut rng = fastrand::Rng::with_seed(9112);
+        for round in 0..300 {
+            let mut sent = Vec::new();
+            let mut expected = Vec::new();
+            let mut refused = false;
+            for i in 0..rng.usize(1..6) {
+                let (req, bad) = random_request(&mut rng, i);
+                sent.extend_from_slice(&req);
+                if !refused {
+                    expected.push(format!("/r{i}"));
+                    refused = bad;
+                }
+            }
+            let handed = handed_over(&sent, rng.usize(1..64)).await;
+            let (paths, _, failed) = decode(&handed);
+            assert_eq!(
+                (paths, failed),
+                (expected, refused),
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&sent)
+            );
+        }
+    }
+
     #[actix_rt::test]
     async fn http2_is_not_watched() {
         let mut watched = Watched::http2(BAD);
