@@ -20,7 +20,7 @@ const REFUSED: &[u8] = b"\r!";
 pub struct Watched<S> {
     io: S,
     /// `None` on HTTP/2.
-    framing: Option<Box<Framing>>,
+    framing: Option<Framing>,
     /// Once a bare LF was found: what is still to be handed over in its place.
     refused: Option<&'static [u8]>,
 }
@@ -30,7 +30,7 @@ impl<S> Watched<S> {
     pub fn http1(io: S) -> Self {
         Watched {
             io,
-            framing: Some(Box::default()),
+            framing: Some(Framing::default()),
             refused: None,
         }
     }
