@@ -6,7 +6,11 @@ origin's bytes, filling the cache), then hits. Also read directly and through si
 without the cache, in the same run. Prints medians of wall time per GET and ratios
 to the direct read; curl signs with SigV4 and discards the body.
 
-Usage: bench/cache.py [--size MiB] [--runs N] [--blocks 1,4,8] [--sidekick-bin PATH]
+With --origin-rate, the origin is reached through a relay that paces its answers to
+that many MB/s (a far or busy origin; the cache store stays on loopback).
+
+Usage: bench/cache.py [--size MiB] [--runs N] [--blocks 1,4,8] [--origin-rate MB/s]
+                      [--sidekick-bin PATH]
 
 Needs garage (cargo install garage@2.5.0 --locked --no-default-features --features
 bundled-libs,sqlite), curl, taskset and boto3 (for the upload); sidekick and load are pinned to different
@@ -110,6 +114,39 @@ admin_token = "{secrets.token_hex(16)}"
         return key, secret
 
 
+RELAY = r"""
+import asyncio, sys, time
+listen, target, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) * 1e6
+
+async def pipe(reader, writer, paced):
+    start, sent = time.monotonic(), 0
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+            if paced:
+                sent += len(data)
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+    except OSError:
+        pass
+    finally:
+        writer.close()
+
+async def serve(client_r, client_w):
+    origin_r, origin_w = await asyncio.open_connection("127.0.0.1", target)
+    await asyncio.gather(pipe(client_r, origin_w, False), pipe(origin_r, client_w, True))
+
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", listen)
+    print("ready", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
 def curl(url, key, secret):
     argv = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}",
             "--aws-sigv4", f"aws:amz:{REGION}:s3", "--user", f"{key}:{secret}",
@@ -135,6 +172,7 @@ def main():
     ap.add_argument("--size", type=int, default=64, help="object size in MiB")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--blocks", default="1,4,8", help="block sizes in MiB")
+    ap.add_argument("--origin-rate", type=float, help="pace the origin's answers (MB/s)")
     ap.add_argument("--sidekick-bin", default=str(ROOT / "target/release/sidekick"))
     args = ap.parse_args()
     if not Path(args.sidekick_bin).exists():
@@ -149,10 +187,19 @@ def main():
         ckey, csecret = g.bucket_with_key("cache")
         blob = work / "object"
         blob.write_bytes(os.urandom(args.size << 20))
-        origin = f"http://127.0.0.1:{g.s3}"
+        store = origin = f"http://127.0.0.1:{g.s3}"
         import boto3  # only for the upload: curl 7.x does not sign S3 payloads
         boto3.client("s3", endpoint_url=origin, region_name=REGION, aws_access_key_id=okey,
                      aws_secret_access_key=osecret).upload_file(str(blob), "origin", "object")
+
+        if args.origin_rate:
+            relay = free_port()
+            (work / "relay.py").write_text(RELAY)
+            procs.start([sys.executable, str(work / "relay.py"), str(relay), str(g.s3),
+                         str(args.origin_rate)], work / "relay.log")
+            log = work / "relay.log"
+            wait_until("the relay", lambda: "ready" in log.read_text())
+            origin = f"http://127.0.0.1:{relay}"
 
         def timed(port):
             return statistics.median(
@@ -175,7 +222,7 @@ def main():
         procs.stop(proc)
         for mib in [int(b) for b in args.blocks.split(",")]:
             proc, port = sidekick([
-                "--cache-endpoint", origin, "--cache-bucket", "cache",
+                "--cache-endpoint", store, "--cache-bucket", "cache",
                 "--cache-access-key", ckey, "--cache-secret-key", csecret,
                 "--cache-region", REGION, "--cache-health-port", str(g.admin),
                 "--cache-health-path", "/health", "--cache-min-size", "0",
@@ -193,7 +240,8 @@ def main():
                 sys.exit(f"bench/cache.py: {hits:.0f} of {args.runs} reads were hits")
             procs.stop(proc)
         direct = rows[0][1]
-        print(f"GET of a {args.size} MiB object, median of {args.runs} (miss: one read)")
+        paced = f", origin paced to {args.origin_rate:g} MB/s" if args.origin_rate else ""
+        print(f"GET of a {args.size} MiB object{paced}, median of {args.runs} (miss: one read)")
         for name, seconds in rows:
             print(f"  {name:24} {seconds * 1e3:9.1f} ms  {seconds / direct:5.2f}x direct")
     finally:
