@@ -5,6 +5,7 @@
 mod common;
 
 mod balancing;
+mod cache;
 mod cli;
 mod console;
 mod console_table;

@@ -171,6 +171,22 @@ admin_token = "{admin_token}"
         );
     }
 
+    /// Creates `bucket` and a key of its own allowed on it alone: a store shared
+    /// with the origin bucket whose key cannot read the origin's objects.
+    /// Returns (access key, secret key).
+    pub fn bucket_with_own_key(&self, bucket: &str) -> (String, String) {
+        let (key, secret) = (format!("GK{}", &token("key")[..24]), token("secret"));
+        self.cli_retry(0, &["key", "import", "--yes", "-n", bucket, &key, &secret]);
+        self.cli_retry(0, &["bucket", "create", bucket]);
+        self.cli_retry(
+            0,
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", &key,
+            ],
+        );
+        (key, secret)
+    }
+
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is running");
