@@ -6,6 +6,8 @@ mod common;
 
 mod balancing;
 mod cache;
+mod cache_flags;
+mod cache_wire;
 mod cli;
 mod console;
 mod console_table;

@@ -16,7 +16,7 @@ use super::read_head;
 #[derive(Clone, Debug)]
 pub struct Object {
     pub body: Vec<u8>,
-    /// Sent as is: `"abc"` (strong) or `W/"abc"` (weak).
+    /// Sent as is: `"abc"` (strong) or `W/"abc"` (weak); empty: no ETag.
     pub etag: String,
     /// Extra response headers (Cache-Control, Content-Type, x-amz-meta-*, ...).
     pub headers: Vec<(String, String)>,
@@ -240,7 +240,10 @@ fn serve_one(
 
     if method == "PUT" {
         record(200, 0);
-        write!(w, "HTTP/1.1 200 OK\r\nETag: \"put\"\r\n{request_id}Content-Length: 0\r\n\r\n")?;
+        write!(
+            w,
+            "HTTP/1.1 200 OK\r\nETag: \"put\"\r\n{request_id}Content-Length: 0\r\n\r\n"
+        )?;
         return Ok(keep);
     }
     if get("authorization").is_some_and(|a| a.contains("bad")) {
@@ -260,7 +263,10 @@ fn serve_one(
         error(w, "412 Precondition Failed", "PreconditionFailed")?;
         return Ok(keep);
     }
-    let mut common = format!("ETag: {tag}\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n{request_id}");
+    let mut common = format!("Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n{request_id}");
+    if !tag.is_empty() {
+        common.push_str(&format!("ETag: {tag}\r\n"));
+    }
     if get("if-none-match").is_some_and(names) && !state.ignore_inm.load(SeqCst) {
         record(304, 0);
         write!(w, "HTTP/1.1 304 Not Modified\r\n{common}\r\n")?;
@@ -287,11 +293,21 @@ fn serve_one(
     };
     let body = &obj.body[range];
     let head_only = method == "HEAD";
-    record(status[..3].parse().unwrap(), if head_only { 0 } else { body.len() as u64 });
+    record(
+        status[..3].parse().unwrap(),
+        if head_only { 0 } else { body.len() as u64 },
+    );
     if obj.chunked {
-        write!(w, "HTTP/1.1 {status}\r\n{common}Transfer-Encoding: chunked\r\n\r\n")?;
+        write!(
+            w,
+            "HTTP/1.1 {status}\r\n{common}Transfer-Encoding: chunked\r\n\r\n"
+        )?;
     } else {
-        write!(w, "HTTP/1.1 {status}\r\n{common}Content-Length: {}\r\n\r\n", body.len())?;
+        write!(
+            w,
+            "HTTP/1.1 {status}\r\n{common}Content-Length: {}\r\n\r\n",
+            body.len()
+        )?;
     }
     if head_only {
         return Ok(keep);

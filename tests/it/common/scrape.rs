@@ -24,8 +24,8 @@ pub fn sample_with(scrape: &str, name: &str, label: &str) -> Option<f64> {
                 Some((m, rest)) => (m, rest.trim_end_matches('}')),
                 None => (series, ""),
             };
-            let wanted = metric == name
-                && (label.is_empty() || labels.split(',').any(|l| l == label));
+            let wanted =
+                metric == name && (label.is_empty() || labels.split(',').any(|l| l == label));
             wanted.then(|| value.parse().ok())?
         })
         .collect();

@@ -1,0 +1,712 @@
+//! The S3 shared cache on the wire: a raw S3-like origin written here records every
+//! request sidekick sends it (the `If-None-Match` added, ranges never widened,
+//! conditions passed unchanged) and answers as each test wants; the cache store is
+//! a bucket in a real Garage.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use crate::common::boto::Boto;
+use crate::common::cache_store::{CacheStore, CACHE_WAIT};
+use crate::common::garage::Garage;
+use crate::common::origin::{Object, Origin};
+use crate::common::*;
+
+const BLOCK: usize = 64 << 10;
+/// Three whole blocks and a partial one.
+const SIZE: usize = 3 * BLOCK + 1000;
+
+struct Wire {
+    origin: Origin,
+    g: Garage,
+    store: CacheStore,
+    boto: Boto,
+    sk: Sidekick,
+}
+
+impl Wire {
+    fn start() -> Wire {
+        Self::start_with(&[])
+    }
+
+    /// `cache` replaces the store's own `--cache-*` values where it names a flag.
+    fn start_with(cache: &[(&str, &str)]) -> Wire {
+        let boto = Boto::start();
+        let g = Garage::start(1);
+        let store = CacheStore::in_garage(&g, "wire-cache");
+        let origin = Origin::start();
+        let sk = cached_sidekick(&store, cache, &origin.url());
+        Wire {
+            origin,
+            g,
+            store,
+            boto,
+            sk,
+        }
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        request(self.sk.addr, "GET", path, headers, b"")
+    }
+}
+
+/// The store's cache flags with `cache` overriding, then the origin.
+fn cache_args(store: &CacheStore, cache: &[(&str, &str)], origin: &str) -> Vec<String> {
+    let mut args = store.flags();
+    for (flag, value) in cache {
+        match args.iter().position(|a| a == flag) {
+            Some(i) => args[i + 1] = value.to_string(),
+            None => args.extend([flag.to_string(), value.to_string()]),
+        }
+    }
+    args.extend(["--health-duration", "500ms", origin].map(String::from));
+    args
+}
+
+fn cached_sidekick(store: &CacheStore, cache: &[(&str, &str)], origin: &str) -> Sidekick {
+    let args = cache_args(store, cache, origin);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sk = Sidekick::start(&args);
+    sk.wait_cache_ready(&store.bucket);
+    wait_for("the origin up", Duration::from_secs(10), || {
+        sk.health() == 200
+    });
+    sk
+}
+
+/// GET with a Host of the test's choosing (virtual-host-style requests).
+fn get_host(sk: &Sidekick, host: &str, path: &str) -> Response {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    raw_request(sk.addr, raw.as_bytes(), false)
+}
+
+#[track_caller]
+fn assert_body(res: &Response, status: u16, body: &[u8], x_cache: &str, what: &str) {
+    assert_eq!(res.status, status, "{what}: {:?}", res.headers);
+    assert_eq!(res.body.len(), body.len(), "{what}: length");
+    assert!(res.body == body, "{what}: not the object's bytes");
+    assert_eq!(
+        res.header("x-cache"),
+        Some(x_cache),
+        "{what}: {:?}",
+        res.headers
+    );
+}
+
+#[test]
+fn a_hit_is_the_origins_304_to_the_cached_etag() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 20);
+    w.origin.put(
+        "/bkt/obj",
+        Object::new(body.clone(), "v1")
+            .with_header("x-amz-meta-color", "blue")
+            .with_header("Content-Disposition", "attachment; name=obj"),
+    );
+
+    let first = w.get("/bkt/obj", &[("X-Client", "one")]);
+    assert_body(&first, 200, &body, "MISS", "first read");
+    let asked = w.origin.asked_for("/bkt/obj");
+    assert_eq!(asked.len(), 1);
+    assert_eq!(
+        asked[0].header("if-none-match"),
+        None,
+        "a cold read is not conditional"
+    );
+    assert_eq!(asked[0].status, 200);
+    w.sk.wait_filled(SIZE as u64);
+
+    let second = w.get("/bkt/obj", &[("X-Client", "two")]);
+    assert_body(&second, 200, &body, "HIT", "second read");
+    let asked = w.origin.asked_for("/bkt/obj");
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    let revalidation = &asked[1];
+    assert_eq!(
+        revalidation.all("if-none-match"),
+        vec!["\"v1\""],
+        "{revalidation:?}"
+    );
+    assert_eq!(
+        revalidation.header("x-client"),
+        Some("two"),
+        "the client's own request"
+    );
+    assert_eq!(revalidation.header("host"), Some("test.local"));
+    assert_eq!((revalidation.status, revalidation.body_len), (304, 0));
+    // The stored representation, with the 304's fresh headers.
+    for (name, value) in [
+        ("etag", "\"v1\""),
+        ("content-type", "application/octet-stream"),
+        ("x-amz-meta-color", "blue"),
+        ("content-disposition", "attachment; name=obj"),
+        ("last-modified", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ("x-amz-request-id", "req-1"),
+    ] {
+        assert_eq!(
+            second.header(name),
+            Some(value),
+            "{name} in {:?}",
+            second.headers
+        );
+    }
+
+    let part = w.get("/bkt/obj", &[("Range", "bytes=100-70000")]);
+    assert_body(&part, 206, &body[100..=70000], "HIT", "ranged read");
+    assert_eq!(
+        part.header("content-range"),
+        Some(&*format!("bytes 100-70000/{SIZE}"))
+    );
+    let asked = w.origin.asked_for("/bkt/obj");
+    let last = asked.last().unwrap();
+    assert_eq!(last.header("range"), Some("bytes=100-70000"));
+    assert_eq!(last.all("if-none-match"), vec!["\"v1\""]);
+    assert_eq!(last.status, 304);
+
+    // Virtual-host style: the bucket is in the Host.
+    let vbody = bytes(BLOCK + 3, 21);
+    w.origin.put("/photo.jpg", Object::new(vbody.clone(), "p1"));
+    let host = "photos.s3.example.com";
+    assert_body(
+        &get_host(&w.sk, host, "/photo.jpg"),
+        200,
+        &vbody,
+        "MISS",
+        "vhost first",
+    );
+    w.sk.wait_filled((SIZE + vbody.len()) as u64);
+    assert_body(
+        &get_host(&w.sk, host, "/photo.jpg"),
+        200,
+        &vbody,
+        "HIT",
+        "vhost second",
+    );
+    let asked = w.origin.asked_for("/photo.jpg");
+    assert_eq!(asked.last().unwrap().header("host"), Some(host));
+    // The same key in another bucket is another object.
+    let other = bytes(BLOCK + 3, 22);
+    w.origin.put("/photo.jpg", Object::new(other.clone(), "p2"));
+    let res = get_host(&w.sk, "albums.s3.example.com", "/photo.jpg");
+    assert_body(&res, 200, &other, "MISS", "same key, other bucket");
+}
+
+#[test]
+fn an_origin_that_ignores_if_none_match_but_sends_the_same_etag_is_a_hit() {
+    let w = Wire::start();
+    w.origin.ignore_if_none_match();
+    let body = bytes(SIZE, 23);
+    w.origin
+        .put("/bkt/stubborn", Object::new(body.clone(), "s1"));
+    assert_body(&w.get("/bkt/stubborn", &[]), 200, &body, "MISS", "first");
+    w.sk.wait_filled(SIZE as u64);
+    for i in 0..3 {
+        let res = w.get("/bkt/stubborn", &[]);
+        assert_body(&res, 200, &body, "HIT", &format!("read {i}"));
+    }
+    let asked = w.origin.asked_for("/bkt/stubborn");
+    assert_eq!(asked.len(), 4);
+    assert!(asked[1..]
+        .iter()
+        .all(|a| a.all("if-none-match") == vec!["\"s1\""] && a.status == 200));
+    let part = w.get("/bkt/stubborn", &[("Range", "bytes=-10")]);
+    assert_body(&part, 206, &body[SIZE - 10..], "HIT", "suffix");
+    assert_eq!(w.sk.fill_bytes(), SIZE as u64);
+}
+
+#[test]
+fn a_206_miss_fills_only_the_whole_blocks_it_was_sent() {
+    let w = Wire::start();
+    let size = 4 * BLOCK + 1000;
+    let body = bytes(size, 24);
+    w.origin
+        .put("/bkt/parquet", Object::new(body.clone(), "pq"));
+
+    let res = w.get("/bkt/parquet", &[("Range", "bytes=10000-200000")]);
+    assert_body(&res, 206, &body[10000..=200000], "MISS", "cold range");
+    let asked = w.origin.asked_for("/bkt/parquet");
+    assert_eq!(
+        asked[0].all("range"),
+        vec!["bytes=10000-200000"],
+        "a signed Range is widened"
+    );
+    // Blocks 1 and 2 lie wholly inside 10000..=200000; 0 and 3 do not.
+    w.sk.wait_filled(2 * BLOCK as u64);
+    let stored: Vec<String> = w
+        .store
+        .list(&w.boto, "blocks/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let mut indexes: Vec<&str> = stored.iter().filter_map(|k| k.rsplit('/').next()).collect();
+    indexes.sort();
+    assert_eq!(indexes, vec!["1", "2"], "{stored:?}");
+
+    for (a, z) in [
+        (BLOCK, 3 * BLOCK - 1),
+        (70000, 80000),
+        (BLOCK + 5, 2 * BLOCK + 5),
+    ] {
+        let range = format!("bytes={a}-{z}");
+        let res = w.get("/bkt/parquet", &[("Range", &range)]);
+        assert_body(&res, 206, &body[a..=z], "HIT", &range);
+        let last = w.origin.asked_for("/bkt/parquet").pop().unwrap();
+        assert_eq!(last.all("range"), vec![range.as_str()]);
+        assert_eq!(
+            (last.all("if-none-match"), last.status),
+            (vec!["\"pq\""], 304)
+        );
+    }
+    for (a, z) in [(0, 100), (60000, 70000), (3 * BLOCK - 1, 3 * BLOCK)] {
+        let range = format!("bytes={a}-{z}");
+        let res = w.get("/bkt/parquet", &[("Range", &range)]);
+        assert_eq!(res.status, 206, "{range}");
+        assert!(res.body == body[a..=z], "{range}: wrong bytes");
+        assert_ne!(
+            res.header("x-cache"),
+            Some("HIT"),
+            "{range}: a block never filled"
+        );
+    }
+}
+
+#[test]
+fn with_the_origin_down_nothing_is_served_from_the_cache() {
+    let mut w = Wire::start();
+    let body = bytes(SIZE, 25);
+    w.origin.put("/bkt/far", Object::new(body.clone(), "f1"));
+    assert_body(&w.get("/bkt/far", &[]), 200, &body, "MISS", "fill");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get("/bkt/far", &[]), 200, &body, "HIT", "cached");
+
+    w.origin.kill();
+    let cases: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("Cache-Control", "only-if-cached")],
+        &[("Cache-Control", "max-age=999999")],
+        &[("Pragma", "no-cache"), ("Cache-Control", "max-stale")],
+        &[("Range", "bytes=0-99"), ("Cache-Control", "only-if-cached")],
+    ];
+    for headers in cases {
+        let res = w.get("/bkt/far", headers);
+        assert_eq!(res.status, 502, "{headers:?}: {:?}", res.headers);
+        assert!(
+            !res.body.windows(32).any(|x| x == &body[..32]),
+            "{headers:?}: cached bytes"
+        );
+    }
+}
+
+#[test]
+fn a_clients_own_conditions_go_to_the_origin_unchanged() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 26);
+    w.origin.put("/bkt/cond", Object::new(body.clone(), "c1"));
+    assert_body(&w.get("/bkt/cond", &[]), 200, &body, "MISS", "fill");
+    w.sk.wait_filled(SIZE as u64);
+
+    let last = || w.origin.asked_for("/bkt/cond").pop().unwrap();
+    let res = w.get("/bkt/cond", &[("If-None-Match", "\"c1\"")]);
+    assert_eq!(res.status, 304, "{:?}", res.headers);
+    assert_eq!(last().all("if-none-match"), vec!["\"c1\""]);
+    assert_eq!(last().status, 304);
+
+    let res = w.get("/bkt/cond", &[("If-None-Match", "\"old\"")]);
+    assert_eq!(res.status, 200);
+    assert!(res.body == body);
+    assert_eq!(
+        last().all("if-none-match"),
+        vec!["\"old\""],
+        "the client's condition changed"
+    );
+
+    let res = w.get("/bkt/cond", &[("If-Match", "\"c1\"")]);
+    assert_eq!(res.status, 200);
+    assert!(res.body == body);
+    assert_eq!(last().all("if-match"), vec!["\"c1\""]);
+    assert_eq!(
+        last().header("if-none-match"),
+        None,
+        "a condition added to the client's"
+    );
+
+    let res = w.get("/bkt/cond", &[("If-Match", "\"zzz\"")]);
+    assert_eq!(res.status, 412, "{:?}", res.headers);
+    assert!(res.text().contains("PreconditionFailed"));
+
+    let since = "Mon, 01 Jan 2024 00:00:00 GMT";
+    let res = w.get("/bkt/cond", &[("If-Modified-Since", since)]);
+    assert_eq!(res.status, 200);
+    assert_eq!(last().all("if-modified-since"), vec![since]);
+    assert_eq!(last().header("if-none-match"), None);
+
+    // Nothing of that evicted the entry.
+    assert_body(
+        &w.get("/bkt/cond", &[]),
+        200,
+        &body,
+        "HIT",
+        "after the conditions",
+    );
+}
+
+#[test]
+fn answers_that_must_not_be_stored_are_not() {
+    let w = Wire::start();
+    let size = 2 * BLOCK + 5;
+    let mut chunked = Object::new(bytes(size, 30), "ch");
+    chunked.chunked = true;
+    let cases = [
+        (
+            "/bkt/no-store",
+            Object::new(bytes(size, 27), "n1").with_header("Cache-Control", "no-store"),
+        ),
+        (
+            "/bkt/private",
+            Object::new(bytes(size, 28), "p1").with_header("Cache-Control", "private, max-age=60"),
+        ),
+        ("/bkt/weak", {
+            let mut o = Object::new(bytes(size, 29), "");
+            o.etag = "W/\"w1\"".into();
+            o
+        }),
+        ("/bkt/chunked", chunked),
+        ("/bkt/no-etag", {
+            let mut o = Object::new(bytes(size, 31), "");
+            o.etag = String::new();
+            o
+        }),
+    ];
+    for (path, obj) in &cases {
+        w.origin.put(path, obj.clone());
+    }
+    for (path, obj) in &cases {
+        for i in 0..2 {
+            let res = w.get(path, &[]);
+            assert_eq!(res.status, 200, "{path} {i}");
+            assert!(res.body == obj.body, "{path} {i}: wrong bytes");
+            assert_eq!(
+                res.header("x-cache"),
+                Some("MISS"),
+                "{path} {i}: {:?}",
+                res.headers
+            );
+        }
+        let asked = w.origin.asked_for(path);
+        assert!(
+            asked.iter().all(|a| a.header("if-none-match").is_none()),
+            "{path} was stored: {asked:?}"
+        );
+    }
+    // A storable object after them: its fill is the only one.
+    let control = bytes(size, 32);
+    w.origin
+        .put("/bkt/control", Object::new(control.clone(), "ok"));
+    assert_body(
+        &w.get("/bkt/control", &[]),
+        200,
+        &control,
+        "MISS",
+        "control",
+    );
+    w.sk.wait_filled(size as u64);
+    assert_eq!(w.store.list(&w.boto, "blocks/").len(), 3);
+    w.store.wait_objects(&w.boto, "meta/", 1);
+    assert_eq!(w.store.list(&w.boto, "meta/").len(), 1);
+    assert_body(&w.get("/bkt/control", &[]), 200, &control, "HIT", "control");
+}
+
+#[test]
+fn requests_that_are_not_cacheable_bypass_and_pass_unchanged() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 33);
+    w.origin.put("/bkt/obj", Object::new(body.clone(), "o1"));
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "MISS", "fill");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "HIT", "cached");
+
+    let ssec: &[(&str, &str)] = &[
+        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
+        (
+            "x-amz-server-side-encryption-customer-key",
+            "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
+        ),
+        (
+            "x-amz-server-side-encryption-customer-key-MD5",
+            "bWQ1bWQ1bWQ1bWQ1bWQ1bQ==",
+        ),
+    ];
+    let cases: Vec<(&str, String, &[(&str, &str)])> = vec![
+        ("GET", "/bkt/obj".into(), ssec),
+        ("GET", "/bkt/obj?versionId=3HL4kqtJlcpXroDTDmJ".into(), &[]),
+        ("GET", "/bkt/obj?partNumber=1".into(), &[]),
+        (
+            "GET",
+            "/bkt/obj?response-content-type=text%2Fplain".into(),
+            &[],
+        ),
+        (
+            "GET",
+            "/bkt/obj?response-content-disposition=inline".into(),
+            &[],
+        ),
+        ("GET", "/bkt/obj?acl".into(), &[]),
+        ("GET", "/bkt/obj?tagging".into(), &[]),
+        ("GET", "/bkt?list-type=2&prefix=o".into(), &[]),
+        ("GET", "/bkt/obj".into(), &[("Range", "bytes=0-9,20-29")]),
+        ("HEAD", "/bkt/obj".into(), &[]),
+        ("DELETE", "/bkt/obj?uploadId=1".into(), &[]),
+    ];
+    for (method, target, headers) in &cases {
+        let before = w.origin.asked().len();
+        let res = request(w.sk.addr, method, target, headers, b"");
+        assert_eq!(
+            res.header("x-cache"),
+            Some("BYPASS"),
+            "{method} {target} {headers:?}"
+        );
+        let asked = w.origin.asked();
+        assert_eq!(
+            asked.len(),
+            before + 1,
+            "{method} {target}: not one request"
+        );
+        let a = asked.last().unwrap();
+        assert_eq!((a.method.as_str(), &a.target), (*method, target));
+        assert_eq!(a.header("if-none-match"), None, "{method} {target}");
+        for (n, v) in headers.iter() {
+            assert_eq!(
+                a.header(&n.to_ascii_lowercase()),
+                Some(*v),
+                "{method} {target}"
+            );
+        }
+        if *method == "HEAD" {
+            assert_eq!(res.header("content-length"), Some(&*SIZE.to_string()));
+        }
+    }
+    let put = request(w.sk.addr, "PUT", "/bkt/obj", &[], b"new bytes");
+    assert_eq!((put.status, put.header("x-cache")), (200, Some("BYPASS")));
+
+    // Presigned-URL parameters alone keep a GET cacheable.
+    let presigned = "/bkt/obj?X-Amz-Algorithm=AWS4-HMAC-SHA256\
+        &X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request\
+        &X-Amz-Date=20240101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host\
+        &X-Amz-Signature=abcdef";
+    let res = w.get(presigned, &[]);
+    assert_body(&res, 200, &body, "HIT", "presigned parameters");
+    let last = w.origin.asked().pop().unwrap();
+    assert_eq!(last.target, presigned, "the query changed");
+    assert_eq!(w.sk.fill_bytes(), SIZE as u64, "a bypass filled");
+}
+
+#[test]
+fn objects_outside_the_size_bounds_bypass() {
+    let boto = Boto::start();
+    let g = Garage::start(1);
+    let store = CacheStore::in_garage(&g, "bounds-cache");
+    let origin = Origin::start();
+    let sk = cached_sidekick(
+        &store,
+        &[("--cache-min-size", "1000"), ("--cache-max-size", "100000")],
+        &origin.url(),
+    );
+    for (path, size, x_cache) in [
+        ("/bkt/tiny", 999, "BYPASS"),
+        ("/bkt/huge", 100_001, "BYPASS"),
+        ("/bkt/min", 1000, "MISS"),
+        ("/bkt/fits", 100_000, "MISS"),
+    ] {
+        let body = bytes(size, size as u64);
+        origin.put(path, Object::new(body.clone(), path));
+        let res = request(sk.addr, "GET", path, &[], b"");
+        assert_body(&res, 200, &body, x_cache, path);
+    }
+    sk.wait_filled(101_000);
+    for (path, x_cache) in [
+        ("/bkt/tiny", "BYPASS"),
+        ("/bkt/huge", "BYPASS"),
+        ("/bkt/min", "HIT"),
+        ("/bkt/fits", "HIT"),
+    ] {
+        let res = request(sk.addr, "GET", path, &[], b"");
+        assert_eq!(res.header("x-cache"), Some(x_cache), "{path} second");
+        let asked = origin.asked_for(path);
+        let revalidated = asked[1].header("if-none-match").is_some();
+        assert_eq!(revalidated, x_cache == "HIT", "{path}: {asked:?}");
+    }
+    assert_eq!(store.list(&boto, "meta/").len(), 2);
+}
+
+#[test]
+fn concurrent_misses_of_one_object_fill_it_once() {
+    let w = Wire::start();
+    let body = Arc::new(bytes(SIZE, 34));
+    w.origin.put("/bkt/hot", Object::new(body.to_vec(), "h1"));
+    // A slow origin, so that the eight reads overlap.
+    w.origin.pace(Duration::from_millis(20));
+    let barrier = Arc::new(Barrier::new(8));
+    let addr = w.sk.addr;
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (barrier, body) = (barrier.clone(), body.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let res = request(addr, "GET", "/bkt/hot", &[], b"");
+                assert_eq!(res.status, 200);
+                assert!(res.body == *body, "a reader got wrong bytes");
+                res.header("x-cache").unwrap_or("none").to_string()
+            })
+        })
+        .collect();
+    let seen: Vec<String> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    w.sk.wait_filled(SIZE as u64);
+    let asked = w.origin.asked_for("/bkt/hot");
+    let bodies = asked.iter().filter(|a| a.body_len > 0).count();
+    assert!(
+        bodies <= 1,
+        "the origin sent the body {bodies} times (X-Cache {seen:?}): {:?}",
+        asked
+            .iter()
+            .map(|a| (a.status, a.body_len))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(w.store.list(&w.boto, "blocks/").len(), 4);
+}
+
+#[test]
+fn a_cache_store_down_at_start_is_bypassed_until_it_comes_up() {
+    let boto = Boto::start();
+    let mut g = Garage::start(1);
+    let store = CacheStore::in_garage(&g, "late-cache");
+    g.kill(0);
+    let origin = Origin::start();
+    let body = bytes(SIZE, 35);
+    origin.put("/bkt/obj", Object::new(body.clone(), "l1"));
+    let args = cache_args(&store, &[], &origin.url());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sk = Sidekick::start(&args);
+    let warning = format!("cache bucket {}: ", store.bucket);
+    wait_for("the warning about the cache store", CACHE_WAIT, || {
+        let log = sk.log.lock().unwrap();
+        log.iter()
+            .any(|l| l.contains(&warning) && l.contains("serving without cache"))
+    });
+    wait_for("the origin up", Duration::from_secs(10), || {
+        sk.health() == 200
+    });
+    let node = g.endpoint(0);
+    let up =
+        |v: f64| sk.sample_with("sidekick_cache_up", &format!("endpoint=\"{node}\"")) == Some(v);
+    wait_for("the cache node down", CACHE_WAIT, || up(0.0));
+    for i in 0..3 {
+        let res = request(sk.addr, "GET", "/bkt/obj", &[], b"");
+        assert_body(&res, 200, &body, "BYPASS", &format!("store down, read {i}"));
+    }
+
+    g.restart(0);
+    g.wait_healthy(0);
+    wait_for("the cache node up", CACHE_WAIT, || up(1.0));
+    // From now on the cache is used: a miss that fills, then hits.
+    wait_for("a read that fills", CACHE_WAIT, || {
+        let res = request(sk.addr, "GET", "/bkt/obj", &[], b"");
+        assert!(res.status == 200 && res.body == body, "wrong answer");
+        res.header("x-cache") == Some("MISS")
+    });
+    sk.wait_filled(SIZE as u64);
+    let res = request(sk.addr, "GET", "/bkt/obj", &[], b"");
+    assert_body(&res, 200, &body, "HIT", "store back");
+    assert_eq!(store.list(&boto, "blocks/").len(), 4);
+    let log = sk.log.lock().unwrap().join("\n");
+    assert!(
+        !log.contains(&store.key.secret),
+        "the secret in the log:\n{log}"
+    );
+}
+
+#[test]
+fn a_cache_store_killed_under_reads_fails_no_request_and_hits_once_back() {
+    let mut w = Wire::start();
+    let body = bytes(SIZE, 36);
+    w.origin.put("/bkt/obj", Object::new(body.clone(), "k1"));
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "MISS", "fill");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "HIT", "cached");
+
+    let node = w.g.endpoint(0);
+    let label = format!("endpoint=\"{node}\"");
+    w.g.kill(0);
+    let mut reads = 0;
+    wait_for("the cache node down", CACHE_WAIT, || {
+        let res = w.get("/bkt/obj", &[("Range", "bytes=1000-70000")]);
+        assert_eq!(res.status, 206, "read {reads} with the store dying");
+        assert!(res.body == body[1000..=70000], "read {reads}: wrong bytes");
+        reads += 1;
+        w.sk.sample_with("sidekick_cache_up", &label) == Some(0.0)
+    });
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "BYPASS", "store down");
+
+    w.g.restart(0);
+    w.g.wait_healthy(0);
+    wait_for("hits again", CACHE_WAIT, || {
+        let res = w.get("/bkt/obj", &[]);
+        assert!(res.status == 200 && res.body == body, "wrong answer");
+        res.header("x-cache") == Some("HIT")
+    });
+}
+
+#[test]
+fn cache_metrics_follow_hits_misses_and_bypasses() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 37);
+    w.origin.put("/bkt/m", Object::new(body.clone(), "m1"));
+    let m = |name: &str, label: &str| w.sk.cache_metric(name, label);
+    let requests = |r: &str| m("sidekick_cache_requests_total", &format!("result=\"{r}\""));
+    let bytes_from = |s: &str| m("sidekick_cache_bytes_total", &format!("source=\"{s}\""));
+
+    assert_body(&w.get("/bkt/m", &[]), 200, &body, "MISS", "miss");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get("/bkt/m", &[]), 200, &body, "HIT", "hit");
+    let part = w.get("/bkt/m", &[("Range", "bytes=0-999")]);
+    assert_body(&part, 206, &body[..1000], "HIT", "ranged hit");
+    let head = request(w.sk.addr, "HEAD", "/bkt/m", &[], b"");
+    assert_eq!(head.header("x-cache"), Some("BYPASS"));
+
+    // Counters move when a request is done with, which may be just after the
+    // client has its last byte.
+    wait_for("the counters", Duration::from_secs(10), || {
+        requests("hit") == 2.0 && requests("miss") == 1.0 && requests("bypass") == 1.0
+    });
+    assert_eq!(requests("error"), 0.0);
+    wait_for("the byte counters", Duration::from_secs(10), || {
+        bytes_from("origin") == SIZE as f64 && bytes_from("cache") == (SIZE + 1000) as f64
+    });
+    let s = w.sk.get("/.prometheus/metrics").text();
+    for (name, label) in [
+        ("sidekick_cache_requests_total", "result=\"hit\""),
+        ("sidekick_cache_bytes_total", "source=\"cache\""),
+        ("sidekick_cache_fill_bytes_total", ""),
+        ("sidekick_cache_fills_dropped_total", ""),
+        ("sidekick_cache_errors_total", ""),
+    ] {
+        assert!(
+            sample_with(&s, name, label).is_some(),
+            "no {name}{{{label}}} in\n{s}"
+        );
+    }
+    assert_eq!(
+        sample_with(&s, "sidekick_cache_fills_dropped_total", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample_with(&s, "sidekick_cache_errors_total", ""),
+        Some(0.0)
+    );
+    let node = format!("endpoint=\"{}\"", w.g.endpoint(0));
+    assert_eq!(
+        sample_with(&s, "sidekick_cache_up", &node),
+        Some(1.0),
+        "{s}"
+    );
+    promtool_check(&s);
+}
