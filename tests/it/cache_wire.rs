@@ -81,6 +81,8 @@ fn get_host(sk: &Sidekick, host: &str, path: &str) -> Response {
     raw_request(sk.addr, raw.as_bytes(), false)
 }
 
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 #[track_caller]
 fn assert_body(res: &Response, status: u16, body: &[u8], x_cache: &str, what: &str) {
     assert_eq!(res.status, status, "{what}: {:?}", res.headers);
@@ -189,6 +191,13 @@ fn a_hit_is_the_origins_304_to_the_cached_etag() {
     w.origin.put("/photo.jpg", Object::new(other.clone(), "p2"));
     let res = get_host(&w.sk, "albums.s3.example.com", "/photo.jpg");
     assert_body(&res, 200, &other, "MISS", "same key, other bucket");
+    let asked = w.origin.asked_for("/photo.jpg");
+    let last = asked.last().unwrap();
+    assert_eq!(
+        last.header("if-none-match"),
+        None,
+        "another bucket's ETag: {last:?}"
+    );
 }
 
 #[test]
@@ -436,7 +445,7 @@ fn requests_that_are_not_cacheable_bypass_and_pass_unchanged() {
             "bWQ1bWQ1bWQ1bWQ1bWQ1bQ==",
         ),
     ];
-    let cases: Vec<(&str, String, &[(&str, &str)])> = vec![
+    let cases: Vec<(&str, String, Headers)> = vec![
         ("GET", "/bkt/obj".into(), ssec),
         ("GET", "/bkt/obj?versionId=3HL4kqtJlcpXroDTDmJ".into(), &[]),
         ("GET", "/bkt/obj?partNumber=1".into(), &[]),
@@ -709,4 +718,34 @@ fn cache_metrics_follow_hits_misses_and_bypasses() {
         "{s}"
     );
     promtool_check(&s);
+}
+
+#[test]
+fn a_cache_store_that_stops_answering_fails_no_request() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 38);
+    w.origin.put("/bkt/obj", Object::new(body.clone(), "z1"));
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "MISS", "fill");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "HIT", "cached");
+
+    // Stopped, the store still accepts connections (the kernel does) but answers
+    // nothing: reads go on from the origin (the client's own timeout is a minute).
+    w.g.pause(0);
+    for i in 0..3 {
+        let res = w.get("/bkt/obj", &[]);
+        assert_eq!(res.status, 200, "read {i}");
+        assert!(res.body == body, "read {i}: wrong bytes");
+        assert_ne!(
+            res.header("x-cache"),
+            Some("HIT"),
+            "read {i}: a HIT from a stopped store"
+        );
+    }
+    w.g.resume(0);
+    wait_for("hits again", CACHE_WAIT, || {
+        let res = w.get("/bkt/obj", &[]);
+        assert!(res.status == 200 && res.body == body, "wrong answer");
+        res.header("x-cache") == Some("HIT")
+    });
 }

@@ -316,6 +316,25 @@ admin_token = "{admin_token}"
         let _ = child.wait();
     }
 
+    /// SIGSTOPs node `i`: it still accepts connections (the kernel does) and answers
+    /// nothing, until `resume`.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let child = self.nodes[i].child.as_ref().expect("node is running");
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} garage node {i}");
+    }
+
     /// Starts node `i` again on its data; `wait_healthy` tells when it serves.
     pub fn restart(&mut self, i: usize) {
         self.spawn(i);

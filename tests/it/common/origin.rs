@@ -246,6 +246,11 @@ fn serve_one(
         )?;
         return Ok(keep);
     }
+    if method == "DELETE" {
+        record(204, 0);
+        write!(w, "HTTP/1.1 204 No Content\r\n{request_id}\r\n")?;
+        return Ok(keep);
+    }
     if get("authorization").is_some_and(|a| a.contains("bad")) {
         record(403, 0);
         error(w, "403 Forbidden", "AccessDenied")?;
