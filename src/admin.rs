@@ -5,15 +5,22 @@ use actix::Addr;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::cache::Cache;
 use crate::config::paths::{CERTIFICATES_PATH, METRICS_PATH};
+use crate::observe::cache_metrics::CacheFamilies;
 use crate::pool::messages::Snapshot;
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
 
 /// Answers one of sidekick's own paths (`config::paths::is_own`).
-pub async fn route(req: &HttpRequest, view: &SharedView, pool: &Addr<Pool>) -> HttpResponse {
+pub async fn route(
+    req: &HttpRequest,
+    view: &SharedView,
+    pool: &Addr<Pool>,
+    cache: Option<&Cache>,
+) -> HttpResponse {
     match req.path() {
-        METRICS_PATH => metrics(req, pool).await,
+        METRICS_PATH => metrics(req, pool, cache).await,
         CERTIFICATES_PATH => crate::tls::certificates(req),
         _ => health(view),
     }
@@ -28,14 +35,27 @@ fn health(view: &SharedView) -> HttpResponse {
 }
 
 /// Asks the Pool for every backend's state and encodes it with the hot-path counters.
-async fn metrics(req: &HttpRequest, pool: &Addr<Pool>) -> HttpResponse {
+async fn metrics(req: &HttpRequest, pool: &Addr<Pool>, cache: Option<&Cache>) -> HttpResponse {
     let openmetrics = req.headers().get_all(ACCEPT).any(|v| {
         v.to_str()
             .is_ok_and(|v| v.contains("application/openmetrics-text"))
     });
+    let cache = match cache {
+        Some(c) => match c.store.pool.send(Snapshot).await {
+            Ok(nodes) => Some(CacheFamilies(
+                nodes
+                    .backends
+                    .iter()
+                    .map(|n| (n.backend.endpoint.to_string(), n.up))
+                    .collect(),
+            )),
+            Err(_) => None,
+        },
+        None => None,
+    };
     let rendered = match pool.send(Snapshot).await {
         Ok(status) => {
-            crate::observe::metrics::render(status, openmetrics).map_err(|e| e.to_string())
+            crate::observe::metrics::render(status, cache, openmetrics).map_err(|e| e.to_string())
         }
         Err(e) => Err(e.to_string()),
     };

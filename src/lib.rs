@@ -2,6 +2,7 @@
 //! the library exists so that the fuzz targets can reach the parsers.
 
 mod admin;
+pub mod cache;
 pub mod config;
 mod limits;
 pub mod observe;

@@ -11,11 +11,13 @@ use actix_web::{web, App, HttpServer};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::cache::Cache;
 use crate::config::{Config, Listen};
 use crate::pool::view::PoolView;
 use crate::pool::Pool;
 use crate::proxy::conn_info::ConnInfo;
-use crate::proxy::handler::{self as proxy, Shared, Worker};
+use crate::proxy::handler as proxy;
+use crate::proxy::shared::{Shared, Worker};
 
 /// Pending connections the kernel may queue (nginx and HAProxy use similar figures).
 const BACKLOG: i32 = 4096;
@@ -54,7 +56,8 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
         Some(crate::observe::trace::health::health_check),
     )
     .start();
-    let shared = web::Data::new(Shared::new(&cfg, view, pool.clone()));
+    let cache = start_cache(&cfg);
+    let shared = web::Data::new(Shared::new(&cfg, view, pool.clone(), cache));
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = capacity.max_conns;
     let worker_cfg = cfg.clone();
@@ -97,6 +100,16 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     crate::signals::install(server.handle(), pool.clone())?;
     let _console = crate::observe::console::start(&cfg, pool, &addrs);
     server.await
+}
+
+/// The cache store's pool and the cache, when `--cache-endpoint` is set; the bucket
+/// check runs in the background.
+fn start_cache(cfg: &Config) -> Option<Arc<Cache>> {
+    let view = Arc::new(ArcSwap::from_pointee(PoolView::default()));
+    let pool = Pool::for_cache_store(cfg, view.clone())?.start();
+    let cache = Arc::new(Cache::new(cfg.cache.clone()?, view, pool));
+    crate::cache::startup::watch(cache.clone(), cfg);
+    Some(cache)
 }
 
 /// A bind failure, with the socket address it happened on when there was one.

@@ -22,6 +22,7 @@ pub static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
 /// does), else the Prometheus text format 0.0.4. Returns `(content type, body)`.
 pub fn render(
     status: Status,
+    cache: Option<super::cache_metrics::CacheFamilies>,
     openmetrics: bool,
 ) -> Result<(&'static str, String), std::fmt::Error> {
     let mut registry = Registry::default();
@@ -31,6 +32,9 @@ pub fn render(
         Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
     );
     registry.register_collector(Box::new(Backends(status)));
+    if let Some(cache) = cache {
+        registry.register_collector(Box::new(cache));
+    }
     registry.register_collector(Box::new(super::process::Process));
     let mut out = String::new();
     if openmetrics {

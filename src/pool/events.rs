@@ -42,7 +42,11 @@ pub enum Change {
 
 impl Change {
     /// Logs the change; `sites` is how many there are (one site has no site lines).
-    pub fn log(&self, sites: usize) {
+    /// The cache store's nodes have lines of their own: none of them is an outage.
+    pub fn log(&self, sites: usize, cache_store: bool) {
+        if cache_store {
+            return self.log_cache_store();
+        }
         let many = sites > 1;
         match *self {
             // Settling at start is no outage: only `--log` shows it.
@@ -76,6 +80,23 @@ impl Change {
                     info!(target: TARGET, "backends are up again after {outage}");
                 }
             }
+        }
+    }
+}
+
+impl Change {
+    fn log_cache_store(&self) {
+        match *self {
+            Change::AllDown => warn!(
+                target: TARGET,
+                "every cache node is down: reads go to the origin only until one is up"
+            ),
+            Change::BackUp { outage, .. } => info!(
+                target: TARGET,
+                "cache nodes are up again after {}",
+                humantime::format_duration(round_ms(outage))
+            ),
+            _ => {}
         }
     }
 }

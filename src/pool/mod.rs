@@ -83,6 +83,8 @@ pub struct Pool {
     serving: Serving,
     /// TLS towards https backends, shared with the workers.
     backend_tls: Option<Arc<rustls::ClientConfig>>,
+    /// The nodes of the cache store rather than backends: named so in the log.
+    cache_store: bool,
 }
 
 impl Pool {
@@ -120,6 +122,7 @@ impl Pool {
             eject_duration: cfg.eject_duration,
             serving: Serving::default(),
             backend_tls: cfg.tls.client.clone(),
+            cache_store: false,
         };
         for t in 0..pool.targets.len() {
             let target = &pool.targets[t];
@@ -133,6 +136,27 @@ impl Pool {
             }
         }
         pool
+    }
+
+    /// The cache store's nodes (`--cache-endpoint`): one site, checked on the cache's
+    /// own health path and port, never ejected, each named "cache node …".
+    pub fn for_cache_store(cfg: &Config, view: SharedView) -> Option<Self> {
+        let cache = cfg.cache.as_ref()?;
+        let mut store = cfg.clone();
+        store.sites = vec![cache.endpoints.clone()];
+        store.health_path.clone_from(&cache.health_path);
+        store.read_health_path.clone_from(&cache.health_path);
+        store.health_port = cache.health_port;
+        store.rr_dns_mode = false;
+        store.health_optimistic = false;
+        let mut pool = Pool::new(&store, view, None);
+        pool.cache_store = true;
+        for state in &mut pool.states {
+            if let Some(backend) = Arc::get_mut(&mut state.backend) {
+                backend.name = format!("cache node {}", backend.name);
+            }
+        }
+        Some(pool)
     }
 
     fn add(&mut self, target: usize, backend: Backend) {
@@ -388,7 +412,7 @@ impl Pool {
         let mut live = self.states.iter().filter(|s| !s.retired).peekable();
         let settled = live.peek().is_some() && live.all(|s| s.reported);
         if let Some(change) = self.serving.update(active, settled, Instant::now()) {
-            change.log(sites);
+            change.log(sites, self.cache_store);
         }
         self.view.store(Arc::new(PoolView::new(view)));
     }

@@ -26,6 +26,9 @@ pub enum ProxyError {
     /// More client connections than `--max-conns`.
     #[display("SlowDown")]
     TooManyConnections,
+    /// A cached object's range that it does not have (answered as the origin would).
+    #[display("InvalidRange")]
+    InvalidRange,
 }
 
 impl ProxyError {
@@ -36,6 +39,7 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ProxyError::NotImplemented => StatusCode::NOT_IMPLEMENTED,
             ProxyError::TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
         }
     }
 
@@ -49,6 +53,7 @@ impl ProxyError {
             ProxyError::HeadersTooLarge => "The request headers are too large.",
             ProxyError::NotImplemented => "sidekick does not forward this kind of request.",
             ProxyError::TooManyConnections => "Too many connections; reduce your request rate.",
+            ProxyError::InvalidRange => "The requested range is not satisfiable.",
         }
     }
 
@@ -77,7 +82,7 @@ impl ProxyError {
             | ProxyError::TooManyConnections => {
                 res.force_close();
             }
-            ProxyError::BadGateway => {}
+            ProxyError::BadGateway | ProxyError::InvalidRange => {}
         }
         res.body(body)
     }

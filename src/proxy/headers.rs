@@ -29,6 +29,8 @@ pub struct Target<'a> {
     /// The backend's `host:port`, the `Host` of last resort (HTTP/1.0 clients).
     pub backend: &'a str,
     pub framing: Framing,
+    /// A header sidekick adds (the cache's `If-None-Match`).
+    pub extra: Option<(&'a str, &'a str)>,
 }
 
 /// The HTTP/1.1 request head for the backend. Content-Length and Transfer-Encoding
@@ -75,6 +77,9 @@ pub fn request_head(headers: &HeaderMap, target: &Target<'_>) -> BytesMut {
             line(&mut out, X_FORWARDED_HOST.as_str(), authority.as_bytes());
         }
         (None, None) => line(&mut out, HOST.as_str(), target.backend.as_bytes()),
+    }
+    if let Some((name, value)) = target.extra {
+        line(&mut out, name, value.as_bytes());
     }
     match target.framing {
         Framing::None => {}
@@ -138,6 +143,7 @@ mod tests {
             authority,
             backend: "10.9.9.9:9000",
             framing,
+            extra: None,
         };
         String::from_utf8(request_head(headers, &target).to_vec()).unwrap()
     }

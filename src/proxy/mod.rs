@@ -2,13 +2,17 @@
 //! backends, request bodies, the response relay, retries, WebSocket pass-through and
 //! the errors it answers.
 
+pub mod cached;
 pub mod closing;
 pub mod conn_info;
 pub mod error;
+pub mod forward;
 pub mod handler;
 pub mod headers;
 pub mod relay;
 pub mod request_body;
+pub mod respond;
 pub mod retry;
+pub mod shared;
 pub mod upgrade;
 pub mod validate;

@@ -115,6 +115,7 @@ pub async fn forward(req: &HttpRequest, payload: Payload, route: Route<'_>) -> O
             authority: None,
             backend: backend.endpoint.authority.as_str(),
             framing: Framing::None,
+            extra: None,
         };
         let head = request_head(req, &target);
         let error = match route.upstream.upgrade(backend, &head).await {

@@ -1,0 +1,144 @@
+//! The S3 shared cache: objects read through sidekick are kept, in blocks, in one
+//! bucket shared by every sidecar. The origin still authorises and revalidates every
+//! request (`proxy::cached` drives that); this layer knows what is cacheable, where
+//! things live in the bucket, and reads and fills blocks.
+
+pub mod block;
+pub mod fill;
+pub mod hit;
+pub mod key;
+pub mod lock;
+pub mod meta;
+pub mod range;
+pub mod request;
+pub mod startup;
+pub mod store;
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::header::CACHE_CONTROL;
+use actix_web::http::StatusCode;
+
+use crate::cache::lock::{Fill, FillGuard, Fills};
+use crate::cache::meta::Meta;
+use crate::cache::request::Lookup;
+use crate::cache::store::{Store, LOOKUP_TIMEOUT};
+use crate::config::cache_flags::CacheConfig;
+use crate::observe::cache_stats::STATS;
+use crate::pool::view::SharedView;
+use crate::pool::Pool;
+use crate::upstream::head::ResponseHead;
+use crate::upstream::Upstream;
+
+pub struct Cache {
+    pub cfg: CacheConfig,
+    pub store: Store,
+    pub fills: Arc<Fills>,
+    /// The bucket passed its read-write check (`startup`).
+    usable: AtomicBool,
+}
+
+/// The version of an object the cache holds, as far as it knows.
+pub struct Known {
+    pub meta: Arc<Meta>,
+    /// This sidekick is filling it now.
+    pub filling: Option<Arc<Fill>>,
+}
+
+/// A fill to start once the answer is on its way: the version and where the
+/// answer's bytes begin in the object.
+pub struct Plan {
+    pub guard: FillGuard,
+    pub offset: u64,
+}
+
+impl Cache {
+    pub fn new(cfg: CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
+        let store = Store::new(&cfg, view, pool);
+        Cache {
+            cfg,
+            store,
+            fills: Arc::default(),
+            usable: AtomicBool::new(false),
+        }
+    }
+
+    /// The cache can be used now: the bucket works and a node is up.
+    pub fn ready(&self) -> bool {
+        self.usable.load(Relaxed) && self.store.up()
+    }
+
+    fn set_usable(&self, usable: bool) {
+        self.usable.store(usable, Relaxed);
+    }
+
+    /// What the cache holds of the object: the fill in progress here, else the
+    /// metadata in the store. `Err` when the store failed to say.
+    pub async fn known(&self, up: &Upstream, lookup: &Lookup) -> Result<Option<Known>, String> {
+        let name = key::meta(&self.cfg.prefix, &lookup.identity);
+        if let Some(fill) = self.fills.current(&name) {
+            return Ok(Some(Known {
+                meta: fill.meta.clone(),
+                filling: Some(fill),
+            }));
+        }
+        let read = self.store.get(up, &name, meta::MAX_META);
+        let stored = match actix_rt::time::timeout(LOOKUP_TIMEOUT, read).await {
+            Ok(Ok(stored)) => stored,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => return Err(STATS.error("metadata lookup timed out".to_string())),
+        };
+        Ok(stored
+            .and_then(|bytes| Meta::decode(&bytes, &lookup.identity))
+            .map(|meta| Known {
+                meta: Arc::new(meta),
+                filling: None,
+            }))
+    }
+
+    /// A fill of this answer, when it may be stored and no fill of the object is in
+    /// progress here: a 200 or a 206 of known total size, with a strong ETag and a
+    /// length, not `no-store` or `private`, no SSE-C, within the size bounds.
+    pub fn plan(&self, lookup: &Lookup, head: &ResponseHead) -> Option<Plan> {
+        let length = head.length?;
+        let (offset, size) = match head.status {
+            StatusCode::OK => (0, length),
+            StatusCode::PARTIAL_CONTENT => {
+                let value = head.headers.get("content-range")?.to_str().ok()?;
+                let (start, end, size) = range::content_range(value)?;
+                (end - start + 1 == length).then_some((start, size))?
+            }
+            _ => return None,
+        };
+        if size == 0 || size < self.cfg.min_size || size > self.cfg.max_size {
+            return None;
+        }
+        let private = head.headers.get_all(CACHE_CONTROL).any(|v| {
+            v.to_str().unwrap_or("").split(',').any(|d| {
+                let d = d.trim();
+                d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private")
+            })
+        });
+        let sse_c = head
+            .headers
+            .contains_key("x-amz-server-side-encryption-customer-algorithm");
+        if private || sse_c {
+            return None;
+        }
+        let etag = meta::strong_etag(&head.headers)?.to_string();
+        let block_size = self.cfg.block_size;
+        let version = key::version(&self.cfg.prefix, &lookup.identity, &etag, size, block_size);
+        let meta = Arc::new(Meta {
+            identity: lookup.identity.clone(),
+            etag,
+            size,
+            block_size,
+            headers: meta::representation(head),
+        });
+        let name = key::meta(&self.cfg.prefix, &lookup.identity);
+        let guard = self.fills.begin(&name, meta, version)?;
+        Some(Plan { guard, offset })
+    }
+}

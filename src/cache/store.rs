@@ -1,0 +1,208 @@
+//! Requests to the cache store: presigned with sidekick's own credentials (SigV4 by
+//! `rusty-s3`, no client credential ever goes there), sent through the worker's
+//! `upstream` client to a node picked from the cache store's pool, whose failures
+//! take it out of that pool like a backend.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::StatusCode;
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+
+use crate::config::cache_flags::CacheConfig;
+use crate::config::Balance;
+use crate::observe::cache_stats::STATS;
+use crate::pool::backend::{Backend, InFlight};
+use crate::pool::messages::Failure;
+use crate::pool::view::SharedView;
+use crate::pool::Pool;
+use crate::upstream::request::Body;
+use crate::upstream::{Reply, Upstream};
+
+/// How long a presigned request stays valid: it is sent at once.
+const SIGNED_FOR: Duration = Duration::from_secs(300);
+/// A cache store slower than this for a lookup is no help: the origin is asked alone.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Store {
+    pub view: SharedView,
+    pub pool: Addr<Pool>,
+    credentials: Credentials,
+    bucket: String,
+    region: String,
+}
+
+/// Why a request to the store did not give what was asked.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No node is up.
+    Down,
+    /// The node answered this status.
+    Status(StatusCode),
+    /// The exchange failed (the node is reported to its pool).
+    Failed(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Down => f.write_str("no cache node is up"),
+            StoreError::Status(s) => write!(f, "the cache store answered {s}"),
+            StoreError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Head,
+    Put,
+}
+
+impl Store {
+    pub fn new(cfg: &CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
+        Store {
+            view,
+            pool,
+            credentials: Credentials::new(cfg.access_key.clone(), cfg.secret_key.clone()),
+            bucket: cfg.bucket.clone(),
+            region: cfg.region.clone(),
+        }
+    }
+
+    pub fn up(&self) -> bool {
+        self.view.load().any_up()
+    }
+
+    /// The object `name`, or `None` when the store does not have it. Bodies over
+    /// `max` bytes are an error (nothing sidekick wrote is that large).
+    pub async fn get(
+        &self,
+        up: &Upstream,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<Bytes>, StoreError> {
+        self.request(up, Verb::Get, name, None, max).await
+    }
+
+    /// Whether the store has the object `name`.
+    pub async fn has(&self, up: &Upstream, name: &str) -> Result<bool, StoreError> {
+        Ok(self.request(up, Verb::Head, name, None, 0).await?.is_some())
+    }
+
+    pub async fn put(&self, up: &Upstream, name: &str, data: Bytes) -> Result<(), StoreError> {
+        match self.request(up, Verb::Put, name, Some(data), 0).await? {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
+        }
+    }
+
+    async fn request(
+        &self,
+        up: &Upstream,
+        verb: Verb,
+        name: &str,
+        data: Option<Bytes>,
+        max: usize,
+    ) -> Result<Option<Bytes>, StoreError> {
+        let Some(node) = self.view.load().pick(Balance::Least, &[]) else {
+            return Err(STATS.error(StoreError::Down));
+        };
+        let guard = InFlight::new(node);
+        let node = guard.backend();
+        let head = self.signed_head(node, verb, name, data.as_ref().map_or(0, Bytes::len))?;
+        let mut body = match data {
+            Some(bytes) => Body::Buffered {
+                bytes,
+                chunked: false,
+            },
+            None => Body::None,
+        };
+        let head_request = matches!(verb, Verb::Head);
+        let res = match up
+            .exchange(node, &head, &mut body, head_request, true)
+            .await
+        {
+            Ok(res) => res,
+            Err(e) => return Err(STATS.error(self.failed(node, e.to_string()))),
+        };
+        match res.head.status {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if !s.is_success() => return Err(STATS.error(StoreError::Status(s))),
+            _ => {}
+        }
+        let whole = match res.body {
+            Reply::Empty => Bytes::new(),
+            Reply::Whole(bytes) => bytes,
+            Reply::Stream(mut stream) => {
+                let mut out = BytesMut::with_capacity(res.head.length.unwrap_or(0) as usize);
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| STATS.error(self.failed(node, e.to_string())))?;
+                    if out.len() + chunk.len() > max {
+                        return Err(STATS.error(StoreError::Failed(format!(
+                            "{name} is larger than {max} bytes"
+                        ))));
+                    }
+                    out.extend_from_slice(&chunk);
+                }
+                out.freeze()
+            }
+        };
+        Ok(Some(whole))
+    }
+
+    fn failed(&self, node: &Backend, error: String) -> StoreError {
+        node.stats.failures.fetch_add(1, Relaxed);
+        self.pool.do_send(Failure {
+            id: node.id,
+            error: error.clone(),
+        });
+        StoreError::Failed(format!("{}: {error}", node.name))
+    }
+
+    /// The request head, presigned for this node (the signature covers its host).
+    fn signed_head(
+        &self,
+        node: &Arc<Backend>,
+        verb: Verb,
+        name: &str,
+        length: usize,
+    ) -> Result<Vec<u8>, StoreError> {
+        let endpoint = format!("{}://{}", node.endpoint.scheme, node.endpoint.authority);
+        let failed = |e: &dyn std::fmt::Display| StoreError::Failed(format!("{endpoint}: {e}"));
+        let url = endpoint.parse().map_err(|e| failed(&e))?;
+        let bucket = Bucket::new(
+            url,
+            UrlStyle::Path,
+            self.bucket.clone(),
+            self.region.clone(),
+        )
+        .map_err(|e| failed(&e))?;
+        let creds = Some(&self.credentials);
+        let (method, url) = match verb {
+            Verb::Get => ("GET", bucket.get_object(creds, name).sign(SIGNED_FOR)),
+            Verb::Head => ("HEAD", bucket.head_object(creds, name).sign(SIGNED_FOR)),
+            Verb::Put => ("PUT", bucket.put_object(creds, name).sign(SIGNED_FOR)),
+        };
+        let target = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        // The host as signed: without a default port.
+        let host = url.host_str().unwrap_or_default();
+        let mut head = match url.port() {
+            Some(port) => format!("{method} {target} HTTP/1.1\r\nhost: {host}:{port}\r\n"),
+            None => format!("{method} {target} HTTP/1.1\r\nhost: {host}\r\n"),
+        };
+        if matches!(verb, Verb::Put) {
+            head.push_str(&format!("content-length: {length}\r\n"));
+        }
+        head.push_str("\r\n");
+        Ok(head.into_bytes())
+    }
+}

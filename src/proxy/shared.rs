@@ -1,0 +1,68 @@
+//! What the handler reads: settings and state every worker shares, and what each
+//! worker owns (its backend client and retry budget).
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+
+use crate::cache::Cache;
+use crate::config::{Balance, Config};
+use crate::pool::view::SharedView;
+use crate::pool::Pool;
+use crate::proxy::retry;
+use crate::proxy::validate::Limits;
+use crate::upstream::Upstream;
+
+/// Settings and state every worker shares.
+pub struct Shared {
+    pub view: SharedView,
+    pub pool: Addr<Pool>,
+    pub balance: Balance,
+    pub limits: Limits,
+    pub max_retries: usize,
+    pub retry_buffer: u64,
+    pub max_5xx: u32,
+    pub upgrade_idle_timeout: Duration,
+    pub cache: Option<Arc<Cache>>,
+}
+
+impl Shared {
+    pub fn new(
+        cfg: &Config,
+        view: SharedView,
+        pool: Addr<Pool>,
+        cache: Option<Arc<Cache>>,
+    ) -> Self {
+        Shared {
+            view,
+            pool,
+            balance: cfg.balance,
+            limits: Limits {
+                max_header_size: cfg.max_header_size,
+                max_headers: usize::from(cfg.max_headers),
+            },
+            max_retries: cfg.max_retries as usize,
+            retry_buffer: cfg.retry_buffer,
+            max_5xx: cfg.max_5xx,
+            upgrade_idle_timeout: cfg.upgrade_idle_timeout,
+            cache,
+        }
+    }
+}
+
+/// What each worker owns: its backend client and retry budget.
+pub struct Worker {
+    pub upstream: Rc<Upstream>,
+    pub budget: retry::Budget,
+}
+
+impl Worker {
+    pub fn new(cfg: &Config) -> Self {
+        Worker {
+            upstream: Rc::new(Upstream::new(cfg)),
+            budget: retry::Budget::new(cfg.retry_budget),
+        }
+    }
+}
