@@ -85,7 +85,13 @@ type Headers<'a> = &'a [(&'a str, &'a str)];
 
 #[track_caller]
 fn assert_body(res: &Response, status: u16, body: &[u8], x_cache: &str, what: &str) {
-    assert_eq!(res.status, status, "{what}: {:?}", res.headers);
+    assert_eq!(
+        res.status,
+        status,
+        "{what}: {:?} {}",
+        res.headers,
+        String::from_utf8_lossy(&res.body[..res.body.len().min(300)])
+    );
     assert_eq!(res.body.len(), body.len(), "{what}: length");
     assert!(res.body == body, "{what}: not the object's bytes");
     assert_eq!(
@@ -94,6 +100,48 @@ fn assert_body(res: &Response, status: u16, body: &[u8], x_cache: &str, what: &s
         "{what}: {:?}",
         res.headers
     );
+}
+
+/// Two pools share one HTTP stack: the client's requests (and its credentials) must
+/// reach only the origin, sidekick's own cache requests only the cache store.
+#[test]
+fn client_requests_reach_the_origin_and_cache_requests_the_store() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 19);
+    w.origin.put("/bkt/where", Object::new(body.clone(), "w1"));
+    let auth = "AWS4-HMAC-SHA256 Credential=CLIENTKEY/20240101/us-east-1/s3/aws4_request";
+    for i in 0..4 {
+        let res = w.get(
+            "/bkt/where",
+            &[("Authorization", auth), ("X-Read", &i.to_string())],
+        );
+        assert_eq!(
+            res.status,
+            200,
+            "read {i} was not answered by the origin: {}",
+            res.text()
+        );
+        assert!(res.body == body, "read {i}: wrong bytes");
+        if i == 0 {
+            w.sk.wait_filled(SIZE as u64);
+        }
+    }
+    let asked = w.origin.asked();
+    let reads: Vec<_> = asked
+        .iter()
+        .filter(|a| a.header("x-read").is_some())
+        .collect();
+    assert_eq!(reads.len(), 4, "the origin saw {} of 4 reads", reads.len());
+    assert!(reads
+        .iter()
+        .all(|a| a.header("authorization") == Some(auth)));
+    for a in &asked {
+        let head = format!("{} {} {:?}", a.method, a.target, a.headers);
+        assert!(
+            !head.contains(&w.store.bucket) && !head.contains(&w.store.key.access),
+            "a cache store request reached the origin: {head}"
+        );
+    }
 }
 
 #[test]
