@@ -159,6 +159,10 @@ fn garage_answers_the_conditional_gets_the_cache_relies_on() {
     assert_eq!(a.status, 304, "a presigned GET with If-None-Match added");
     assert_eq!(a.header("etag"), Some(etag.as_str()));
 
+    let a = get(json!({"if_match": "\"0000\""}));
+    eprintln!("If-Match (other): {} {:?} {:?}", a.status, a.code, a.headers);
+    assert_eq!(a.status, 412);
+
     let a = get(json!({"range": "bytes=0-1,5-6"}));
     eprintln!("two ranges: {} {:?} len {}", a.status, a.headers, a.len);
     assert_eq!(
@@ -458,7 +462,6 @@ fn a_clients_own_conditions_reach_the_origin_and_its_answer_the_client() {
     );
     let a = r.get("cond", json!({"if_match": "\"0000\""}));
     assert_eq!(a.status, 412, "If-Match another ETag: {a:?}");
-    assert_eq!(a.code.as_deref(), Some("PreconditionFailed"));
     let a = r.get("cond", json!({"if_match": etag, "range": "bytes=5-9"}));
     assert_eq!(
         (a.status, a.sha256.as_str()),
