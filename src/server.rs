@@ -57,6 +57,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     )
     .start();
     let cache = start_cache(&cfg);
+    let cache_pool = cache.as_ref().map(|c| c.store.pool.clone());
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone(), cache));
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = capacity.max_conns;
@@ -98,7 +99,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     }
     let server = server.run();
     crate::signals::install(server.handle(), pool.clone())?;
-    let _console = crate::observe::console::start(&cfg, pool, &addrs);
+    let _console = crate::observe::console::start(&cfg, pool, cache_pool, &addrs);
     server.await
 }
 

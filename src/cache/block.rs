@@ -6,13 +6,30 @@ use bytes::{BufMut, Bytes, BytesMut};
 const MAGIC: &[u8; 4] = b"SKB1";
 pub const HEADER: usize = 16;
 
+#[cfg(test)]
 pub fn encode(data: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(HEADER + data.len());
-    out.put_slice(MAGIC);
-    out.put_u64(data.len() as u64);
-    out.put_u32(crc32c::crc32c(data));
+    let mut out = start(data.len());
     out.put_slice(data);
-    out.freeze()
+    seal(out)
+}
+
+/// A buffer for a block of `len` bytes: room for the header, then the data is
+/// appended (so that the block is copied once, out of the answer).
+pub fn start(len: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(HEADER + len);
+    out.put_bytes(0, HEADER);
+    out
+}
+
+/// The block in `buf` (from `start`, data appended), its header written.
+pub fn seal(mut buf: BytesMut) -> Bytes {
+    let data = buf.get(HEADER..).unwrap_or_default();
+    let (len, crc) = (data.len() as u64, crc32c::crc32c(data));
+    let mut header = &mut buf[..HEADER];
+    header.put_slice(MAGIC);
+    header.put_u64(len);
+    header.put_u32(crc);
+    buf.freeze()
 }
 
 /// The data of a stored block that should hold `expected` bytes, if it is intact.

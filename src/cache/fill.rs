@@ -44,10 +44,10 @@ impl Drop for Reservation {
     }
 }
 
-/// A block copied whole, on its way to the store.
+/// A block copied whole and sealed, on its way to the store.
 struct Copied {
     index: u64,
-    data: Bytes,
+    block: Bytes,
     _budget: Reservation,
 }
 
@@ -72,7 +72,7 @@ impl Filler {
         while !data.is_empty() && self.offset < self.size {
             let index = self.offset / self.block_size;
             let start = index * self.block_size;
-            if self.current.is_empty() && self.offset != start {
+            if self.budget.is_none() && self.offset != start {
                 // The answer began inside this block: skip to the next one.
                 let skip = (start + self.block_size - self.offset).min(data.len() as u64);
                 self.offset += skip;
@@ -85,20 +85,21 @@ impl Filler {
                     Some(r) => self.budget = Some(r),
                     None => return false,
                 }
-                self.current.reserve(len as usize);
+                self.current = block::start(len as usize);
             }
-            let want = (len - self.current.len() as u64).min(data.len() as u64) as usize;
+            let have = (self.current.len() - block::HEADER) as u64;
+            let want = (len - have).min(data.len() as u64) as usize;
             self.current.extend_from_slice(&data[..want]);
             self.offset += want as u64;
             data = &data[want..];
-            if self.current.len() as u64 == len {
-                let (Some(budget), data) = (self.budget.take(), self.current.split().freeze())
-                else {
+            if have + want as u64 == len {
+                let data = block::seal(std::mem::take(&mut self.current));
+                let Some(budget) = self.budget.take() else {
                     return false;
                 };
                 let copied = Copied {
                     index,
-                    data,
+                    block: data,
                     _budget: budget,
                 };
                 if self.out.unbounded_send(copied).is_err() {
@@ -137,12 +138,8 @@ async fn write(
     let mut meta_written = false;
     while let Some(copied) = blocks.next().await {
         let name = key::block(&fill.version, copied.index);
-        let len = copied.data.len() as u64;
-        if let Err(e) = cache
-            .store
-            .put(&up, &name, block::encode(&copied.data))
-            .await
-        {
+        let len = (copied.block.len() - block::HEADER) as u64;
+        if let Err(e) = cache.store.put(&up, &name, copied.block).await {
             debug!("fill of {} dropped: {e}", fill.meta.identity);
             STATS.fills_dropped.fetch_add(1, Relaxed);
             return;
@@ -210,5 +207,55 @@ where
             Poll::Ready(None) | Poll::Pending => {}
         }
         next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filler(offset: u64, size: u64) -> (Filler, mpsc::UnboundedReceiver<Copied>) {
+        let (out, rx) = mpsc::unbounded();
+        let filler = Filler {
+            offset,
+            size,
+            block_size: 4,
+            current: BytesMut::new(),
+            budget: None,
+            out,
+        };
+        (filler, rx)
+    }
+
+    fn blocks(rx: &mut mpsc::UnboundedReceiver<Copied>) -> Vec<(u64, Bytes)> {
+        let mut out = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            out.push((c.index, block::decode(c.block, c._budget.0).unwrap()));
+        }
+        out
+    }
+
+    #[test]
+    fn whole_blocks_of_what_arrives_however_it_is_cut() {
+        // The whole object (10 bytes, blocks of 4): 0..4, 4..8 and the short 8..10.
+        let (mut f, mut rx) = filler(0, 10);
+        for piece in [&b"ab"[..], b"cdefg", b"hij"] {
+            assert!(f.feed(piece));
+        }
+        let got = blocks(&mut rx);
+        assert_eq!(
+            got,
+            vec![
+                (0, Bytes::from_static(b"abcd")),
+                (1, Bytes::from_static(b"efgh")),
+                (2, Bytes::from_static(b"ij")),
+            ]
+        );
+        // A 206 of bytes 3..=8: only block 1 (4..8) is whole in it.
+        let (mut f, mut rx) = filler(3, 10);
+        assert!(f.feed(b"defghi"));
+        assert_eq!(blocks(&mut rx), vec![(1, Bytes::from_static(b"efgh"))]);
+        drop(f);
+        assert_eq!(HELD.load(Relaxed), 0);
     }
 }

@@ -5,10 +5,14 @@
 use std::collections::HashMap;
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::cache::meta::Meta;
+
+/// Longest wait for the next block of a fill in progress.
+const STALL: Duration = Duration::from_secs(2);
 
 /// The fills in progress, by metadata name.
 #[derive(Default)]
@@ -83,7 +87,8 @@ impl Fill {
     }
 
     /// Waits until blocks `first..=last` are stored: false when the fill ended
-    /// without them.
+    /// without them, or stored nothing for `STALL` (its client reads slowly: the
+    /// origin serves this reader faster).
     pub async fn wait_for(&self, first: u64, last: u64) -> bool {
         loop {
             let mut changed = pin!(self.changed.notified());
@@ -101,7 +106,9 @@ impl Fill {
                     return false;
                 }
             }
-            changed.await;
+            if actix_rt::time::timeout(STALL, changed).await.is_err() {
+                return false;
+            }
         }
     }
 }

@@ -163,3 +163,73 @@ impl CacheArgs {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{parse, Exit};
+
+    fn usage(args: &[&str]) -> String {
+        match parse(["sidekick"].into_iter().chain(args.iter().copied())) {
+            Err(Exit::Usage(s)) => s,
+            _ => panic!("expected a usage error for {args:?}"),
+        }
+    }
+
+    const STORE: [&str; 8] = [
+        "--cache-endpoint",
+        "http://c{1...2}:9000",
+        "--cache-bucket",
+        "b",
+        "--cache-access-key",
+        "AK",
+        "--cache-secret-key",
+        "SECRET",
+    ];
+
+    #[test]
+    fn an_endpoint_needs_bucket_and_keys() {
+        for (i, flag) in ["--cache-bucket", "--cache-access-key", "--cache-secret-key"]
+            .into_iter()
+            .enumerate()
+        {
+            let mut args: Vec<&str> = STORE.to_vec();
+            args.drain(2 + 2 * i..4 + 2 * i);
+            args.push("http://a");
+            let msg = usage(&args);
+            assert!(msg.lines().next().unwrap().contains(flag), "{msg}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_their_order_are_checked() {
+        for (extra, needle) in [
+            (["--cache-min-size", "1XB"], "1XB"),
+            (["--cache-block-size", "1KiB"], "--cache-block-size"),
+            (["--cache-max-size", "1KiB"], "--cache-min-size"),
+            (["--cache-endpoint", "ftp://c"], "ftp://c"),
+        ] {
+            let mut args: Vec<&str> = STORE[2..].to_vec();
+            if extra[0] != "--cache-endpoint" {
+                args.extend(&STORE[..2]);
+            }
+            args.extend(extra);
+            args.push("http://a");
+            let msg = usage(&args);
+            assert!(msg.lines().next().unwrap().contains(needle), "{msg}");
+        }
+    }
+
+    #[test]
+    fn check_prints_the_settings_without_the_secret() {
+        let mut args: Vec<&str> = STORE.to_vec();
+        args.push("http://a");
+        let cfg = match parse(["sidekick"].into_iter().chain(args)) {
+            Ok(cfg) => cfg,
+            Err(_) => panic!("valid cache flags refused"),
+        };
+        let text = cfg.describe();
+        assert!(text.contains("cache node http://c2:9000"), "{text}");
+        assert!(text.contains("bucket b") && text.contains("AK"), "{text}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+}

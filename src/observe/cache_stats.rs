@@ -11,13 +11,16 @@ pub enum Outcome {
     Hit,
     Miss,
     Bypass,
+    /// Cacheable, but the cache failed (a lookup error, a bad block): the origin
+    /// answered, and the client sees a miss.
+    Error,
 }
 
 impl Outcome {
     pub fn header(self) -> &'static str {
         match self {
             Outcome::Hit => "HIT",
-            Outcome::Miss => "MISS",
+            Outcome::Miss | Outcome::Error => "MISS",
             Outcome::Bypass => "BYPASS",
         }
     }
@@ -28,8 +31,7 @@ pub struct CacheStats {
     pub hits: AtomicU64,
     pub misses: AtomicU64,
     pub bypasses: AtomicU64,
-    /// Cacheable requests the cache failed (a lookup error, a bad block) and the
-    /// origin answered.
+    /// `Outcome::Error`.
     pub failed: AtomicU64,
     /// Body bytes sent to clients of cacheable requests, by where they came from.
     pub from_cache: AtomicU64,
@@ -59,6 +61,7 @@ impl CacheStats {
             Outcome::Hit => &self.hits,
             Outcome::Miss => &self.misses,
             Outcome::Bypass => &self.bypasses,
+            Outcome::Error => &self.failed,
         };
         counter.fetch_add(1, Relaxed);
     }

@@ -4,7 +4,6 @@
 //! bytes answer. Every other answer reaches the client as it is, and a storable one
 //! fills the cache on its way. The answer says `X-Cache: HIT`, `MISS` or `BYPASS`.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, SizedStream};
@@ -47,6 +46,8 @@ pub async fn answer(
         };
         return tagged(res, Outcome::Bypass);
     };
+    // A miss the cache failed on counts as an error.
+    let mut miss = Outcome::Miss;
     let known = match lookup.own_conditions {
         // The client's own conditions decide; its answer is its own.
         true => None,
@@ -54,7 +55,7 @@ pub async fn answer(
             .known(&ex.worker.upstream, &lookup)
             .await
             .unwrap_or_else(|e| {
-                STATS.failed.fetch_add(1, Relaxed);
+                miss = Outcome::Error;
                 debug!("cache lookup of {}: {e}", lookup.identity);
                 None
             }),
@@ -64,7 +65,7 @@ pub async fn answer(
         .map(|k| ("if-none-match", k.meta.etag.as_str()));
     let (mut res, mut guard) = match ex.forward(body, None, condition).await {
         Ok(sent) => sent,
-        Err(res) => return tagged(res, Outcome::Miss),
+        Err(res) => return tagged(res, miss),
     };
     if let Some(known) = &known {
         let confirmed = meta::confirms(&res.head, &known.meta.etag);
@@ -79,14 +80,14 @@ pub async fn answer(
             match served {
                 Ok(hit) => return tagged(hit, Outcome::Hit),
                 Err(why) => {
-                    STATS.failed.fetch_add(1, Relaxed);
+                    miss = Outcome::Error;
                     debug!("cache hit of {} not served: {why}", lookup.identity);
                 }
             }
             // Asked again as the client sent it.
             (res, guard) = match ex.forward(body, None, None).await {
                 Ok(sent) => sent,
-                Err(res) => return tagged(res, Outcome::Miss),
+                Err(res) => return tagged(res, miss),
             };
         }
     }

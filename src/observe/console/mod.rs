@@ -32,7 +32,12 @@ pub fn wanted(cfg: &Config) -> bool {
 
 /// Starts the table for a sidekick listening on `listening`; dropping the guard gives
 /// the terminal back.
-pub fn start(cfg: &Config, pool: Addr<Pool>, listening: &[SocketAddr]) -> Option<Guard> {
+pub fn start(
+    cfg: &Config,
+    pool: Addr<Pool>,
+    cache: Option<Addr<Pool>>,
+    listening: &[SocketAddr],
+) -> Option<Guard> {
     if !wanted(cfg) {
         return None;
     }
@@ -51,6 +56,8 @@ pub fn start(cfg: &Config, pool: Addr<Pool>, listening: &[SocketAddr]) -> Option
         .join(", ");
     Console {
         pool,
+        cache,
+        cache_status: None,
         listening,
         sites: cfg.sites.len(),
         size: None,
@@ -74,6 +81,9 @@ impl Drop for Guard {
 
 struct Console {
     pool: Addr<Pool>,
+    /// The cache store's nodes, drawn under the backends, and their last state.
+    cache: Option<Addr<Pool>>,
+    cache_status: Option<Status>,
     /// Where clients reach sidekick, for the title.
     listening: String,
     sites: usize,
@@ -92,6 +102,13 @@ impl Actor for Console {
 
 impl Console {
     fn refresh(&mut self, ctx: &mut Context<Self>) {
+        if let Some(cache) = &self.cache {
+            cache
+                .send(Snapshot)
+                .into_actor(self)
+                .map(|status, act, _| act.cache_status = status.ok())
+                .spawn(ctx);
+        }
         self.pool
             .send(Snapshot)
             .into_actor(self)
@@ -117,6 +134,21 @@ impl Console {
             usize::from(width),
             self.sites,
         ));
+        if let Some(cache) = &self.cache_status {
+            let up = cache.backends.iter().filter(|b| b.up).count();
+            let total = cache.backends.len();
+            let (text, color) = match up {
+                0 => (
+                    format!("cache store: 0/{total} nodes up: reads go to the origin only"),
+                    Color::Red,
+                ),
+                n if n < total => (format!("cache store: {n}/{total} nodes up"), Color::Yellow),
+                n => (format!("cache store: {n}/{total} nodes up"), Color::Green),
+            };
+            rows.push(Vec::new());
+            rows.push(text.chars().map(|c| (c, Some(color))).collect());
+            rows.extend(table::fit(&table::rows(cache), usize::from(width), 1));
+        }
         for (y, row) in rows.iter().take(usize::from(height)).enumerate() {
             buf.queue(MoveTo(0, u16::try_from(y).unwrap_or(u16::MAX)))?;
             let mut color = None;

@@ -21,6 +21,8 @@ pub struct Event {
     pub duration: Duration,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// What the cache made of the request (`X-Cache`), when the cache is on.
+    pub cache: Option<&'static str>,
     pub request_headers: Option<Vec<(String, String)>>,
     pub response_headers: Option<Vec<(String, String)>>,
 }
@@ -35,7 +37,8 @@ fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// `TIME CLIENT METHOD PATH STATUS BACKEND DURATION in=N out=N [error="…"]`, then with
+/// `TIME CLIENT METHOD PATH STATUS BACKEND DURATION in=N out=N [cache=HIT]
+/// [error="…"]`, then with
 /// `--debug` one `> name: value` line per request header and `< name: value` per
 /// response header. Health checks show `health` for the client.
 pub fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
@@ -56,6 +59,9 @@ pub fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
         e.bytes_in,
         e.bytes_out,
     )?;
+    if let Some(cache) = e.cache {
+        write!(out, " cache={cache}")?;
+    }
     if let Some(error) = &e.error {
         write!(out, " error={error:?}")?;
     }
@@ -102,6 +108,9 @@ pub fn to_json(e: &Event) -> Value {
         "bytes_out": e.bytes_out,
     });
     if let Value::Object(map) = &mut v {
+        if let Some(cache) = e.cache {
+            map.insert("cache".into(), cache.into());
+        }
         if let Some(h) = headers(&e.request_headers) {
             map.insert("request_headers".into(), h);
         }
@@ -127,6 +136,7 @@ pub fn sample(status: u16) -> Event {
         duration: Duration::from_micros(1500),
         bytes_in: 3,
         bytes_out: 7,
+        cache: None,
         request_headers: None,
         response_headers: None,
     }

@@ -55,6 +55,7 @@ impl HealthTrace {
             duration: self.started.elapsed(),
             bytes_in: 0,
             bytes_out: 0,
+            cache: None,
             request_headers: None,
             response_headers: None,
         });

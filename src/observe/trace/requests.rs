@@ -90,6 +90,7 @@ pub async fn middleware(
         duration: Duration::ZERO,
         bytes_in: 0,
         bytes_out: 0,
+        cache: cache_result(res.headers()),
         request_headers,
         response_headers: tracer.debug.then(|| redact_headers(res.headers())),
     };
@@ -110,6 +111,16 @@ pub async fn middleware(
             }),
         }
     }))
+}
+
+/// The `X-Cache` result sidekick set on the answer.
+fn cache_result(headers: &actix_web::http::header::HeaderMap) -> Option<&'static str> {
+    match headers.get("x-cache")?.as_bytes() {
+        b"HIT" => Some("HIT"),
+        b"MISS" => Some("MISS"),
+        b"BYPASS" => Some("BYPASS"),
+        _ => None,
+    }
 }
 
 /// The request body as it streams in, counted.
