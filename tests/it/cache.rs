@@ -160,7 +160,10 @@ fn garage_answers_the_conditional_gets_the_cache_relies_on() {
     assert_eq!(a.header("etag"), Some(etag.as_str()));
 
     let a = get(json!({"if_match": "\"0000\""}));
-    eprintln!("If-Match (other): {} {:?} {:?}", a.status, a.code, a.headers);
+    eprintln!(
+        "If-Match (other): {} {:?} {:?}",
+        a.status, a.code, a.headers
+    );
     assert_eq!(a.status, 412);
 
     let a = get(json!({"range": "bytes=0-1,5-6"}));

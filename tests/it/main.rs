@@ -7,6 +7,7 @@ mod common;
 mod balancing;
 mod cache;
 mod cache_flags;
+mod cache_store_faults;
 mod cache_wire;
 mod cli;
 mod console;
