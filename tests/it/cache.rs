@@ -12,6 +12,7 @@ use crate::common::*;
 const BLOCK: usize = 64 << 10;
 /// Three whole blocks and a partial one.
 const SIZE: usize = 3 * BLOCK + 1000;
+/// One node is enough for most rules, and quick to start.
 const NODES: usize = 1;
 
 /// A Garage origin, its cache bucket, boto3, and sidekick in front of the origin
@@ -29,8 +30,13 @@ struct Real {
 
 impl Real {
     fn start() -> Real {
+        Self::on(NODES)
+    }
+
+    /// Garage on `nodes` nodes: the origin's site and the cache store's.
+    fn on(nodes: usize) -> Real {
         let boto = Boto::start();
-        let g = Garage::start(NODES);
+        let g = Garage::start(nodes);
         let store = CacheStore::in_garage(&g, "sidekick-cache");
         let sk = sidekick_for(&g, &store);
         let direct = S3Key {
@@ -209,7 +215,8 @@ fn blocks(r: &Real) -> Vec<(String, usize)> {
 
 #[test]
 fn second_read_hits_with_exact_bytes_also_from_another_sidecar() {
-    let r = Real::start();
+    // Three nodes: the blocks are written and read across every cache node.
+    let r = Real::on(3);
     let body = bytes(SIZE, 2);
     r.put("data/one.parquet", &body);
 

@@ -617,6 +617,30 @@ fn objects_outside_the_size_bounds_bypass() {
 }
 
 #[test]
+fn a_prefix_keeps_the_cache_under_it() {
+    let w = Wire::start_with(&[("--cache-prefix", "team-a/")]);
+    let body = bytes(SIZE, 40);
+    w.origin
+        .put("/bkt/prefixed", Object::new(body.clone(), "x1"));
+    assert_body(&w.get("/bkt/prefixed", &[]), 200, &body, "MISS", "first");
+    w.sk.wait_filled(SIZE as u64);
+    w.store.wait_objects(&w.boto, "team-a/meta/", 1);
+    assert_body(&w.get("/bkt/prefixed", &[]), 200, &body, "HIT", "second");
+    let all = w.store.list(&w.boto, "");
+    let blocks = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("team-a/blocks/"))
+        .count();
+    assert_eq!(blocks, 4, "{all:?}");
+    assert!(
+        all.iter()
+            .all(|(k, _)| k.starts_with("team-a/")
+                || !(k.contains("blocks/") || k.contains("meta/"))),
+        "cache objects outside the prefix: {all:?}"
+    );
+}
+
+#[test]
 fn concurrent_misses_of_one_object_fill_it_once() {
     let w = Wire::start();
     let body = Arc::new(bytes(SIZE, 34));
