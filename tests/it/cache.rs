@@ -257,9 +257,9 @@ fn second_read_hits_with_exact_bytes_also_from_another_sidecar() {
     // Another sidecar on the same cache bucket reads it from the cache at once.
     let other = sidekick_for(&r.g, &r.store);
     let via_other = r.via.at(&format!("http://{}", other.addr));
-    let a = r
-        .boto
-        .get(&via_other, &r.g.bucket, "data/one.parquet", json!({}));
+    // ... by another client process.
+    let other_client = Boto::start();
+    let a = other_client.get(&via_other, &r.g.bucket, "data/one.parquet", json!({}));
     assert_whole(&a, &body, "HIT", "read through another sidecar");
     assert_eq!(other.fill_bytes(), 0, "the other sidecar filled again");
 

@@ -30,13 +30,14 @@ impl Wire {
         Self::start_with(&[])
     }
 
-    /// `cache` replaces the store's own `--cache-*` values where it names a flag.
-    fn start_with(cache: &[(&str, &str)]) -> Wire {
+    /// `flags` replace the store's own `--cache-*` values where they name one, and
+    /// are added otherwise.
+    fn start_with(flags: &[(&str, &str)]) -> Wire {
         let boto = Boto::start();
         let g = Garage::start(1);
         let store = CacheStore::in_garage(&g, "wire-cache");
         let origin = Origin::start();
-        let sk = cached_sidekick(&store, cache, &origin.url());
+        let sk = cached_sidekick(&store, flags, &origin.url());
         Wire {
             origin,
             g,
@@ -677,8 +678,8 @@ fn concurrent_misses_of_one_object_fill_it_once() {
 }
 
 #[test]
-fn cache_metrics_follow_hits_misses_and_bypasses() {
-    let w = Wire::start();
+fn cache_metrics_and_trace_lines_follow_hits_misses_and_bypasses() {
+    let w = Wire::start_with(&[("--trace", "application")]);
     let body = bytes(SIZE, 37);
     w.origin.put("/bkt/m", Object::new(body.clone(), "m1"));
     let m = |name: &str, label: &str| w.sk.cache_metric(name, label);
@@ -730,4 +731,26 @@ fn cache_metrics_follow_hits_misses_and_bypasses() {
         "{s}"
     );
     promtool_check(&s);
+
+    // Each request's trace line carries its cache result.
+    let traced = |method: &str, result: &str| {
+        let out = w.sk.out.lock().unwrap();
+        out.iter()
+            .filter(|l| {
+                l.contains(&format!(" {method} /bkt/m ")) && l.contains(&format!("cache={result}"))
+            })
+            .count()
+    };
+    wait_for("the trace lines", Duration::from_secs(10), || {
+        traced("GET", "MISS") == 1 && traced("GET", "HIT") == 2 && traced("HEAD", "BYPASS") == 1
+    });
+    let out = w.sk.out.lock().unwrap().join("\n");
+    assert!(
+        !out.contains(&w.store.key.secret),
+        "the secret in the trace"
+    );
+    assert!(
+        !out.contains(&w.store.bucket),
+        "the cache's own requests traced:\n{out}"
+    );
 }
