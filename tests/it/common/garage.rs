@@ -171,8 +171,8 @@ admin_token = "{admin_token}"
         );
     }
 
-    /// Creates `bucket` and a key of its own allowed on it alone: a store shared
-    /// with the origin bucket whose key cannot read the origin's objects.
+    /// Creates `bucket` and a key allowed on it alone (e.g. a cache store in the
+    /// origin's cluster whose key cannot read the origin's bucket).
     /// Returns (access key, secret key).
     pub fn bucket_with_own_key(&self, bucket: &str) -> (String, String) {
         let (key, secret) = (format!("GK{}", &token("key")[..24]), token("secret"));
