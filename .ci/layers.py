@@ -24,6 +24,7 @@ RANK = {
     "proxy": 6,
     # Wiring: starts everything, imported by nothing but the wiring.
     "limits": 7,
+    "http_server": 8,
     "server": 9,
     "signals": 8,
     "main": 10,

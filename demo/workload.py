@@ -1,17 +1,22 @@
 """Mixed S3 workload for the local demo: PUT, GET and LIST through sidekick.
 
 Writer threads PUT objects at the same time, each its own keys; reader threads GET
-random objects already written, checking each body against the digest recorded at
-PUT, and LIST now and then. The run lasts --duration seconds, then a final paginated
-LIST must show exactly the objects written.
+objects already written, checking each body against what was PUT, and LIST now and
+then. Half of the reads go to a hot set (the first --hot objects written), as jobs
+that read the same files again do, and a quarter of the reads are of one byte range
+(`bytes=a-b` or a suffix `bytes=-n`). The run lasts --duration seconds, then a final
+paginated LIST must show exactly the objects written.
 
 While it runs, one progress line is redrawn in place (a plain line every few seconds
 when stdout is not a terminal), and new lines of the files given with --tail are
 printed above it. At the end it prints a summary, with the requests sidekick sent
 to each backend and each backend's downtime taken from sidekick's metrics, and exits
-1 if any operation failed.
+1 if any operation failed. With --cache (sidekick runs with its S3 cache) the summary
+adds the cache's hits, misses and bypasses, and the bytes it saved the origin, from
+the same metrics and from the X-Cache header of each GET; no hit at all is a failure.
 """
 import argparse
+import collections
 import hashlib
 import os
 import queue
@@ -43,7 +48,8 @@ CUT_SHORT = tuple(
 )
 BUCKET = "sidekick-demo"  # --bucket
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-METRIC = re.compile(r'(?P<name>sidekick_\w+)\{endpoint="(?P<endpoint>[^"]+)"[^}]*\} (?P<value>\S+)')
+SAMPLE = re.compile(r"(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)")
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 class Stats:
@@ -54,13 +60,18 @@ class Stats:
         self.retries = 0
         self.rereads = 0
         self.bytes = 0
+        self.ranged = 0
+        self.x_cache = collections.Counter()  # X-Cache header of each GET: HIT, MISS, BYPASS
 
-    def done(self, op, nbytes, response):
-        retries = response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+    def done(self, op, nbytes, response, ranged=False):
+        meta = response.get("ResponseMetadata", {})
         with self.lock:
             self.ops[op] += 1
             self.bytes += nbytes
-            self.retries += retries
+            self.retries += meta.get("RetryAttempts", 0)
+            if op == "GET":
+                self.ranged += ranged
+                self.x_cache[meta.get("HTTPHeaders", {}).get("x-cache", "none")] += 1
 
     def failed(self):
         with self.lock:
@@ -84,20 +95,31 @@ def writer(s3, stats, objects, keys, stop, problems, wid):
     index = 0
     while not stop.is_set():
         key = f"obj/w{wid}-{index:06d}"
-        body = body_for(wid << 32 | index)
+        seed = wid << 32 | index
+        body = body_for(seed)
         try:
             resp = s3.put_object(Bucket=BUCKET, Key=key, Body=body)
         except Exception as e:  # noqa: BLE001 - every failure is reported
             stats.failed()
             problems.put(f"PUT {key}: {e}")
         else:
-            objects[key] = hashlib.md5(body).hexdigest()
+            objects[key] = (hashlib.md5(body).hexdigest(), seed)
             keys.append(key)
             stats.done("PUT", len(body), resp)
         index += 1
 
 
-def reader(s3, stats, objects, keys, stop, problems, seed):
+def pick_range(rng, size):
+    """A Range header value and the (start, end) it selects, end exclusive."""
+    if rng.random() < 0.25:
+        n = rng.randrange(1, size + 1)
+        return f"bytes=-{n}", (size - n, size)
+    start = rng.randrange(size)
+    end = rng.randrange(start, size)
+    return f"bytes={start}-{end}", (start, end + 1)
+
+
+def reader(s3, stats, objects, keys, stop, problems, seed, hot):
     rng = random.Random(seed)
     while not stop.is_set():
         if not keys:
@@ -108,22 +130,32 @@ def reader(s3, stats, objects, keys, stop, problems, seed):
                 resp = s3.list_objects_v2(Bucket=BUCKET, Prefix="obj/", MaxKeys=200)
                 stats.done("LIST", 0, resp)
                 continue
-            key = keys[rng.randrange(len(keys))]
-            resp, body = get_object(s3, stats, key)
+            pool = min(hot, len(keys)) if rng.random() < 0.5 else len(keys)
+            key = keys[rng.randrange(pool)]
+            digest, body_seed = objects[key]
+            if rng.random() < 0.25:
+                header, (start, end) = pick_range(rng, SIZES[body_seed % len(SIZES)])
+                resp, body = get_object(s3, stats, key, Range=header)
+                ok = body == body_for(body_seed)[start:end]
+            else:
+                header = None
+                resp, body = get_object(s3, stats, key)
+                ok = hashlib.md5(body).hexdigest() == digest
         except Exception as e:  # noqa: BLE001 - every failure is reported
             stats.failed()
             problems.put(f"GET/LIST: {e}")
             continue
-        if hashlib.md5(body).hexdigest() != objects[key]:
+        if not ok:
             stats.failed()
-            problems.put(f"GET {key}: body differs from what was written")
+            what = f" (Range: {header})" if header else ""
+            problems.put(f"GET {key}{what}: body differs from what was written")
         else:
-            stats.done("GET", len(body), resp)
+            stats.done("GET", len(body), resp, ranged=header is not None)
 
 
-def get_object(s3, stats, key, attempts=3):
+def get_object(s3, stats, key, attempts=3, **kwargs):
     for attempt in range(attempts):
-        resp = s3.get_object(Bucket=BUCKET, Key=key)
+        resp = s3.get_object(Bucket=BUCKET, Key=key, **kwargs)
         try:
             return resp, resp["Body"].read()
         except CUT_SHORT:
@@ -188,17 +220,65 @@ def final_listing(s3, objects):
     return listed == set(objects), len(listed)
 
 
-def per_backend(endpoint):
-    """(backend, requests sent to it, seconds down) from sidekick's metrics."""
+def scrape(endpoint):
+    """sidekick's metrics as (name, labels, value) samples."""
     with urllib.request.urlopen(f"{endpoint}/.prometheus/metrics", timeout=10) as r:
         text = r.read().decode()
-    found = {}
+    samples = []
     for line in text.splitlines():
-        m = METRIC.match(line)
-        if m:
-            found.setdefault(m["endpoint"], {})[m["name"]] = float(m["value"])
+        m = SAMPLE.fullmatch(line)
+        if m and not line.startswith("#"):
+            try:
+                value = float(m["value"])
+            except ValueError:
+                continue
+            samples.append((m["name"], dict(LABEL.findall(m["labels"] or "")), value))
+    return samples
+
+
+def per_backend(samples):
+    """(backend, requests sent to it, seconds down) for each backend."""
+    found = {}
+    for name, labels, value in samples:
+        if name in ("sidekick_requests_total", "sidekick_downtime_seconds_total") and "endpoint" in labels:
+            found.setdefault(labels["endpoint"], {})[name] = value
     return [(url, int(v.get("sidekick_requests_total", 0)), v.get("sidekick_downtime_seconds_total", 0.0))
             for url, v in sorted(found.items())]
+
+
+def cache_figures(samples):
+    """The cache's counters: results by kind, bytes by source, fills, nodes up."""
+    results, sources, nodes, other = collections.Counter(), collections.Counter(), {}, collections.Counter()
+    for name, labels, value in samples:
+        if name == "sidekick_cache_requests_total":
+            results[labels.get("result", "?")] += value
+        elif name == "sidekick_cache_bytes_total":
+            sources[labels.get("source", "?")] += value
+        elif name == "sidekick_cache_up":
+            nodes[labels.get("endpoint", "?")] = value
+        elif name.startswith("sidekick_cache_"):
+            other[name] += value
+    return results, sources, nodes, other
+
+
+def print_cache(samples, stats):
+    """The cache lines of the summary; False when no GET was a hit."""
+    results, sources, nodes, other = cache_figures(samples)
+    seen = stats.x_cache
+    hits = int(results["hit"])
+    print(f"  cache         {hits} hits, {int(results['miss'])} misses, {int(results['bypass'])} bypasses,"
+          f" {int(results['error'])} errors (sidekick_cache_requests_total)")
+    print("                X-Cache on GETs: " + ", ".join(f"{seen[k]} {k}" for k in ("HIT", "MISS", "BYPASS"))
+          + "".join(f", {n} {k}" for k, n in sorted(seen.items()) if k not in ("HIT", "MISS", "BYPASS")))
+    saved, origin = sources["cache"], sources["origin"]
+    share = f" ({100 * saved / (saved + origin):.0f}% of cacheable bytes)" if saved + origin else ""
+    print(f"  origin saved  {saved / 1e6:.1f} MB sent from the cache, not the origin{share};"
+          f" {origin / 1e6:.1f} MB from the origin (sidekick_cache_bytes_total)")
+    print(f"  fills         {other['sidekick_cache_fill_bytes_total'] / 1e6:.1f} MB written to the cache,"
+          f" {int(other['sidekick_cache_fills_dropped_total'])} dropped,"
+          f" {int(other['sidekick_cache_errors_total'])} cache request errors; nodes "
+          + (", ".join(f"{url} {'up' if up else 'DOWN'}" for url, up in sorted(nodes.items())) or "none"))
+    return hits > 0 and seen["HIT"] > 0
 
 
 def main():
@@ -212,6 +292,9 @@ def main():
     ap.add_argument("--bucket", default=BUCKET, help="an existing bucket the key may write to")
     ap.add_argument("--writers", type=int, default=3, help="writer threads")
     ap.add_argument("--readers", type=int, default=3, help="reader threads")
+    ap.add_argument("--hot", type=int, default=24, help="half of the reads go to the first HOT objects written")
+    ap.add_argument("--cache", action="store_true",
+                    help="sidekick runs with its S3 cache: report it, and fail if no GET was a hit")
     ap.add_argument("--tail", action="append", default=[], metavar="LABEL=FILE",
                     help="print new lines of FILE above the progress line")
     args = ap.parse_args()
@@ -242,7 +325,7 @@ def main():
         for wid in range(args.writers)
     ]
     threads += [
-        threading.Thread(target=reader, args=(s3, stats, objects, keys, stop, problems, seed))
+        threading.Thread(target=reader, args=(s3, stats, objects, keys, stop, problems, seed, args.hot))
         for seed in range(args.readers)
     ]
     start = time.monotonic()
@@ -276,7 +359,11 @@ def main():
         display.line(f"error    | {problems.get()}")
     display.progress(progress_text(elapsed, stats), final=True)
 
-    listing_ok, listed = final_listing(s3, objects)
+    try:
+        listing_ok, listed = final_listing(s3, objects)
+    except Exception as e:  # noqa: BLE001 - a failed listing is reported
+        display.line(f"error    | final LIST: {e}")
+        listing_ok, listed = False, 0
     if not listing_ok:
         stats.failed()
     ops, errors, retries, nbytes = stats.snapshot()
@@ -284,23 +371,28 @@ def main():
     print()
     print("summary")
     print(f"  load          {elapsed:.1f} s, {args.writers} writers + {args.readers} readers through {args.endpoint}")
-    print(f"  operations    {total} ({ops['PUT']} PUT, {ops['GET']} GET, {ops['LIST']} LIST), {total / elapsed:.0f} ops/s")
+    print(f"  operations    {total} ({ops['PUT']} PUT, {ops['GET']} GET of which {stats.ranged} ranged,"
+          f" {ops['LIST']} LIST), {total / elapsed:.0f} ops/s")
     print(f"  errors        {errors}")
     print(f"  retries       {retries} client-side: {stats.retries} by boto3, {stats.rereads} re-read of a body cut short")
     print(f"  throughput    {nbytes / 1e6:.1f} MB in {elapsed:.1f} s = {nbytes / 1e6 / elapsed:.1f} MB/s")
-    print(f"  checks        each GET body against its PUT's MD5; final LIST shows {listed} of {len(objects)} objects"
+    print(f"  checks        each GET body, whole or ranged, against what was PUT; final LIST shows {listed} of {len(objects)} objects"
           + ("" if listing_ok else "  << MISMATCH"))
     try:
-        backends = per_backend(args.endpoint)
+        samples = scrape(args.endpoint)
     except OSError as e:
-        backends = []
+        samples = []
         print(f"  (no metrics from sidekick: {e})")
+    backends = per_backend(samples)
+    cache_ok = True
+    if args.cache:
+        cache_ok = print_cache(samples, stats)
     if backends:
         print("  per backend   requests sent (sidekick_requests_total), time down (sidekick_downtime_seconds_total)")
         for url, n, down in backends:
             print(f"    {url:<26} {n:>6}" + (f"   down {down:.1f} s" if down >= 0.05 else ""))
-    if errors or ops["PUT"] == 0 or ops["GET"] == 0:
-        print("FAILED")
+    if errors or ops["PUT"] == 0 or ops["GET"] == 0 or not cache_ok:
+        print("FAILED" + ("" if cache_ok else ": no GET was a cache hit"))
         return 1
     print("OK")
     return 0

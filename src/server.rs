@@ -1,5 +1,5 @@
 //! Binds the listen address, then wires the Pool actor, the per-worker clients and the
-//! HTTP server and runs until a signal stops it.
+//! HTTP server (`http_server`) and runs until a signal stops it.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::atomic::AtomicUsize;
@@ -7,12 +7,13 @@ use std::sync::Arc;
 
 use actix::Actor;
 use actix_web::middleware::{from_fn, Condition};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cache::Cache;
 use crate::config::{Config, Listen};
+use crate::http_server::Settings;
 use crate::pool::view::PoolView;
 use crate::pool::Pool;
 use crate::proxy::conn_info::ConnInfo;
@@ -63,7 +64,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     let max_conns = capacity.max_conns;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .wrap(Condition::new(
                 traced,
@@ -73,25 +74,20 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
             .app_data(certificates.clone())
             .app_data(web::Data::new(Worker::new(&worker_cfg)))
             .default_service(web::to(proxy::handle))
-    })
-    .on_connect(move |conn, data| {
-        data.insert(ConnInfo::new(conn, open.clone(), max_conns));
-    })
-    .workers(cfg.workers)
-    // Within the open-file limit, so that accepting never fails.
-    .max_connections(capacity.per_worker)
-    .disable_signals()
-    // Whole seconds is all actix takes; a fraction rounds up.
-    .shutdown_timeout(cfg.drain_timeout.as_secs_f64().ceil() as u64)
-    .keep_alive(cfg.keepalive_timeout)
-    .client_request_timeout(cfg.client_header_timeout);
-    for listener in listeners {
-        server = match tls.config() {
-            Some(config) => server.listen_rustls_0_23(listener, config.clone())?,
-            None => server.listen(listener)?,
-        };
-    }
-    let addrs = server.addrs();
+    };
+    let settings = Settings {
+        workers: cfg.workers,
+        // Within the open-file limit, so that accepting never fails.
+        max_connections: capacity.per_worker,
+        // Whole seconds is all actix takes; a fraction rounds up.
+        shutdown_timeout: cfg.drain_timeout.as_secs_f64().ceil() as u64,
+        keep_alive: cfg.keepalive_timeout,
+        client_request_timeout: cfg.client_header_timeout,
+        on_connect: Arc::new(move |conn, data| {
+            data.insert(ConnInfo::new(conn, open.clone(), max_conns));
+        }),
+    };
+    let (server, addrs) = crate::http_server::build(listeners, tls.config(), settings, app)?;
     if !cfg.quiet {
         for addr in &addrs {
             eprintln!("sidekick listening on {addr}");

@@ -16,6 +16,7 @@ use futures_util::{Stream, StreamExt};
 use log::debug;
 
 use crate::cache::lock::FillGuard;
+use crate::cache::meta::Meta;
 use crate::cache::{block, key, Cache};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
@@ -136,6 +137,7 @@ async fn write(
     let fill = guard.fill.clone();
     let meta_name = key::meta(&cache.cfg.prefix, &fill.meta.identity);
     let mut meta_written = false;
+    let mut stored = 0u64;
     while let Some(copied) = blocks.next().await {
         let name = key::block(&fill.version, copied.index);
         let len = (copied.block.len() - block::HEADER) as u64;
@@ -146,6 +148,7 @@ async fn write(
         }
         STATS.fill_bytes.fetch_add(len, Relaxed);
         fill.stored(copied.index);
+        stored += 1;
         if !meta_written {
             // After the first block: a reader finding the metadata finds blocks too.
             meta_written = true;
@@ -156,6 +159,20 @@ async fn write(
             {
                 debug!("metadata of {} not stored: {e}", fill.meta.identity);
             }
+        }
+    }
+    // Every block of the object is stored: readers need not look for them first.
+    if stored == fill.meta.blocks() {
+        let complete = Meta {
+            complete: true,
+            ..(*fill.meta).clone()
+        };
+        if let Err(e) = cache
+            .store
+            .put(&up, &meta_name, complete.encode().into())
+            .await
+        {
+            debug!("metadata of {} not stored: {e}", fill.meta.identity);
         }
     }
     drop(guard);

@@ -1,7 +1,8 @@
 //! Serving a hit: the blocks that cover the requested bytes, each checked whole
-//! before a byte of it is sent. The first block is read and every other one found
-//! present before the head goes out, so that a block missing or corrupt then is a
-//! miss (the origin answers); one failing later cuts the connection.
+//! before a byte of it is sent. The first block is read, and every other one found
+//! present (unless one fill stored them all), before the head goes out, so that a
+//! block missing or corrupt then is a miss (the origin answers); one failing later
+//! cuts the connection.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -17,9 +18,11 @@ use crate::cache::{block, key, Cache};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
 
-/// Blocks checked for presence at once, and read ahead while one is sent.
+/// Blocks checked for presence at once.
 const CHECKS: usize = 8;
-const READ_AHEAD: usize = 2;
+/// Bytes of blocks read ahead while one is sent (at least two blocks): enough to
+/// keep the store busy, little enough for many readers at once.
+const READ_AHEAD: u64 = 8 << 20;
 
 /// Why a hit could not be served; the origin answers instead.
 pub type Miss = String;
@@ -35,10 +38,13 @@ pub async fn open(
     let bs = meta.block_size;
     let (first, last) = (start / bs, end / bs);
     let version = key::version(&cache.cfg.prefix, &meta.identity, &meta.etag, meta.size, bs);
+    // Blocks a fill here just stored, or a complete fill stored, are not looked for.
+    let mut known_present = meta.complete;
     if let Some(fill) = filling {
         if !fill.wait_for(first, last).await {
             return Err("the fill in progress stopped before these blocks".into());
         }
+        known_present = true;
     }
     let span = move |index: u64| {
         let at = index * bs;
@@ -49,37 +55,58 @@ pub async fn open(
     let head = read(cache, up, &version, meta, first).await?;
     let (from, to) = span(first);
     let head = head.slice(from..to);
-    let present = stream::iter(first + 1..=last)
-        .map(|index| {
-            let name = key::block(&version, index);
-            async move { cache.store.has(up, &name).await }
-        })
-        .buffer_unordered(CHECKS)
-        .try_all(|present| async move { present })
-        .await
-        .map_err(|e| e.to_string())?;
+    let present = known_present
+        || stream::iter(first + 1..=last)
+            .map(|index| {
+                let name = key::block(&version, index);
+                async move { cache.store.has(up, &name).await }
+            })
+            .buffer_unordered(CHECKS)
+            .try_all(|present| async move { present })
+            .await
+            .map_err(|e| e.to_string())?;
     if !present {
         return Err("a block is missing".into());
     }
     let (cache, up, meta) = (cache.clone(), up.clone(), meta.clone());
+    let ahead = (READ_AHEAD / bs).max(2) as usize;
     let rest = stream::iter(first + 1..=last)
         .map(move |index| {
             let (cache, up, meta, version) =
                 (cache.clone(), up.clone(), meta.clone(), version.clone());
             async move {
                 let (from, to) = span(index);
-                read(&cache, &up, &version, &meta, index)
-                    .await
-                    .map(|data| data.slice(from..to))
-                    .map_err(|e| PayloadError::Io(std::io::Error::other(e)))
+                match read(&cache, &up, &version, &meta, index).await {
+                    Ok(data) => Ok(data.slice(from..to)),
+                    Err(e) => {
+                        if meta.complete {
+                            forget_complete(&cache, &up, &meta).await;
+                        }
+                        Err(PayloadError::Io(std::io::Error::other(e)))
+                    }
+                }
             }
         })
-        .buffered(READ_AHEAD);
+        .buffered(ahead);
     Ok(stream::once(async move { Ok(head) })
         .chain(rest)
         .inspect_ok(|data| {
             STATS.from_cache.fetch_add(data.len() as u64, Relaxed);
         }))
+}
+
+/// A block of a complete version is gone (the bucket's lifecycle rule, a cleanup):
+/// the metadata stops saying complete, so that the next reader looks for its blocks
+/// before it answers and refills what is missing.
+async fn forget_complete(cache: &Cache, up: &Upstream, meta: &Meta) {
+    let name = key::meta(&cache.cfg.prefix, &meta.identity);
+    let partial = Meta {
+        complete: false,
+        ..meta.clone()
+    };
+    if let Err(e) = cache.store.put(up, &name, partial.encode().into()).await {
+        log::debug!("metadata of {} not updated: {e}", meta.identity);
+    }
 }
 
 /// One block, checked.

@@ -53,7 +53,7 @@ impl Fills {
         if map.contains_key(name) {
             return None;
         }
-        let blocks = meta.size.div_ceil(meta.block_size) as usize;
+        let blocks = meta.blocks() as usize;
         let fill = Arc::new(Fill {
             meta,
             version,
@@ -136,6 +136,7 @@ mod tests {
             size: 10,
             block_size: 4,
             headers: Vec::new(),
+            complete: false,
         })
     }
 

@@ -41,9 +41,18 @@ pub struct Meta {
     pub size: u64,
     pub block_size: u64,
     pub headers: Vec<(String, String)>,
+    /// Every block was stored by one fill: a reader need not check that the blocks
+    /// it needs are there before it answers.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 impl Meta {
+    /// How many blocks the object has.
+    pub fn blocks(&self) -> u64 {
+        self.size.div_ceil(self.block_size)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).unwrap_or_default()
     }
@@ -101,15 +110,14 @@ pub fn strong_etag(headers: &HeaderMap) -> Option<&str> {
     (etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"')).then_some(etag)
 }
 
-/// The origin confirmed the cached version: a 304, or a 200 that ignored
+/// The origin confirmed the cached version: a 304, or a 200 or 206 that ignored
 /// `If-None-Match` but carries the same ETag.
 pub fn confirms(head: &ResponseHead, etag: &str) -> bool {
     let same = strong_etag(&head.headers) == Some(etag);
-    match head.status {
-        StatusCode::NOT_MODIFIED => same,
-        StatusCode::OK => same,
-        _ => false,
-    }
+    same && matches!(
+        head.status,
+        StatusCode::NOT_MODIFIED | StatusCode::OK | StatusCode::PARTIAL_CONTENT
+    )
 }
 
 #[cfg(test)]
@@ -124,6 +132,7 @@ mod tests {
             size: 10,
             block_size: 4,
             headers: vec![("content-type".into(), "text/plain".into())],
+            complete: false,
         };
         assert_eq!(Meta::decode(&meta.encode(), "/b/k"), Some(meta.clone()));
         assert_eq!(Meta::decode(&meta.encode(), "/b/other"), None);

@@ -136,6 +136,7 @@ impl Cache {
             size,
             block_size,
             headers: meta::representation(head),
+            complete: false,
         });
         let name = key::meta(&self.cfg.prefix, &lookup.identity);
         let guard = self.fills.begin(&name, meta, version)?;

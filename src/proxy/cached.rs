@@ -52,7 +52,7 @@ pub async fn answer(
         // The client's own conditions decide; its answer is its own.
         true => None,
         false => cache
-            .known(&ex.worker.upstream, &lookup)
+            .known(&ex.worker.cache_upstream, &lookup)
             .await
             .unwrap_or_else(|e| {
                 miss = Outcome::Error;
@@ -94,7 +94,7 @@ pub async fn answer(
     let filler = cache.plan(&lookup, &res.head).map(|plan| {
         fill::start(
             cache.clone(),
-            ex.worker.upstream.clone(),
+            ex.worker.cache_upstream.clone(),
             plan.guard,
             plan.offset,
         )
@@ -130,7 +130,7 @@ async fn serve(
             }
         },
     };
-    let up = &ex.worker.upstream;
+    let up = &ex.worker.cache_upstream;
     let blocks = hit::open(cache, up, meta, known.filling.as_deref(), span).await?;
     let (status, length) = match lookup.range {
         None => (StatusCode::OK, size),

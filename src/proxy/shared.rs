@@ -52,9 +52,14 @@ impl Shared {
     }
 }
 
-/// What each worker owns: its backend client and retry budget.
+/// What each worker owns: its backend client, its cache store client and its retry
+/// budget.
 pub struct Worker {
     pub upstream: Rc<Upstream>,
+    /// A client of its own: pooled connections are kept by node id, and the ids of
+    /// the cache store's nodes are those of backends too. Sharing one client would
+    /// send a client's request on a connection to the store, or the reverse.
+    pub cache_upstream: Rc<Upstream>,
     pub budget: retry::Budget,
 }
 
@@ -62,6 +67,7 @@ impl Worker {
     pub fn new(cfg: &Config) -> Self {
         Worker {
             upstream: Rc::new(Upstream::new(cfg)),
+            cache_upstream: Rc::new(Upstream::new(cfg)),
             budget: retry::Budget::new(cfg.retry_budget),
         }
     }

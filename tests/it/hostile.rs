@@ -358,3 +358,129 @@ fn a_streamed_chunked_body_with_a_broken_tail_is_answered_400() {
         targets(&backend)
     );
 }
+
+/// A chunked POST of `abc` whose last chunk is followed by `trailers`, and a GET
+/// pipelined behind it on the same connection.
+fn chunked_post_then_get(trailers: &str) -> String {
+    format!(
+        "POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\
+         {trailers}GET /y HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+}
+
+/// A trailer section with a bare LF gets a 400 that closes the connection; neither
+/// the POST nor the GET behind it reaches the backend.
+fn assert_bad_trailers_refused(trailers: &str) {
+    let (backend, sk) = setup();
+    let mut r = send(&sk, chunked_post_then_get(trailers).as_bytes());
+    let res = read_response(&mut r, false).unwrap();
+    assert_eq!(res.status, 400, "{trailers:?}: {res:?}");
+    assert_eq!(res.header("connection"), Some("close"), "{trailers:?}");
+    assert_eq!(rest(&mut r), "", "{trailers:?}: more after the 400");
+    assert_eq!(backend.hits(), 0, "{trailers:?}: {:?}", targets(&backend));
+    // The connection was refused, not sidekick: the next one is served.
+    assert_eq!(sk.get("/after").status, 200);
+}
+
+#[test]
+fn a_bare_lf_ending_the_last_trailer_line_is_refused() {
+    assert_bad_trailers_refused("X-T: v\n\r\n");
+}
+
+#[test]
+fn a_bare_lf_as_the_empty_line_ending_the_trailers_is_refused() {
+    assert_bad_trailers_refused("\n");
+}
+
+#[test]
+fn a_bare_lf_as_the_empty_line_after_a_trailer_is_refused() {
+    assert_bad_trailers_refused("X-T: v\r\n\n");
+}
+
+#[test]
+fn a_bare_lf_in_a_middle_trailer_line_is_refused() {
+    assert_bad_trailers_refused("X-A: 1\r\nX-B: 2\nX-C: 3\r\n\r\n");
+}
+
+#[test]
+fn well_formed_trailers_end_the_body_and_the_next_request_is_answered() {
+    let (backend, sk) = setup();
+    for trailers in ["X-T: v\r\n\r\n", "X-A: 1\r\nX-B: 2\r\n\r\n", "\r\n"] {
+        let before = backend.hits();
+        let mut r = send(&sk, chunked_post_then_get(trailers).as_bytes());
+        for _ in 0..2 {
+            let res = read_response(&mut r, false).unwrap();
+            assert_eq!(
+                (res.status, res.header("connection")),
+                (200, None),
+                "{trailers:?}: {res:?}"
+            );
+        }
+        let seen = backend.seen();
+        let seen: Vec<(&str, u64)> = seen[before..]
+            .iter()
+            .map(|s| (s.target.as_str(), s.body_len))
+            .collect();
+        assert_eq!(seen, [("/x", 3), ("/y", 0)], "{trailers:?}");
+    }
+}
+
+#[test]
+fn a_streamed_chunked_body_with_a_bare_lf_in_its_trailers_is_answered_400() {
+    // Past --retry-buffer the body streams to the backend as it comes: the bad
+    // trailer must not let it end there as complete.
+    let ca = tls::Ca::new("hostile test CA");
+    let backend = tls::https_backend("b0", ca.issue(&["127.0.0.1"]).server_config());
+    let sk = Sidekick::start(&["--insecure", "--retry-buffer", "16KiB", &backend.url()]);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    let mut raw = b"PUT /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..16 {
+        raw.extend_from_slice(b"1000\r\n");
+        raw.extend_from_slice(&[b'x'; 0x1000]);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\nX-T: v\n\r\nGET /y HTTP/1.1\r\nHost: h\r\n\r\n");
+    for i in 0..3 {
+        let mut r = send(&sk, &raw);
+        let res = read_response(&mut r, false);
+        let status = res.as_ref().map(|r| r.status).ok();
+        assert_eq!(status, Some(400), "attempt {i}: {res:?}");
+        assert_eq!(rest(&mut r), "", "attempt {i}");
+    }
+    assert!(
+        backend.seen().is_empty(),
+        "the body or the request behind it reached the backend: {:?}",
+        targets(&backend)
+    );
+}
+
+#[test]
+fn a_bare_lf_in_trailers_over_tls_is_refused() {
+    let dir = tls::TempDir::new("bad-trailers");
+    let (cert, key) = tls::Ca::new("hostile test CA")
+        .issue(&["localhost"])
+        .write(dir.path(), "server");
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&[
+        "--cert",
+        &cert.display().to_string(),
+        "--key",
+        &key.display().to_string(),
+        &backend.url(),
+    ]);
+    wait_for("backend up", Duration::from_secs(10), || {
+        tls::https_request(sk.addr, None, "GET", "/v1/health", b"").status == 200
+    });
+    let mut stream = tls::connect(sk.addr, None, &[b"http/1.1".as_slice()]);
+    stream
+        .write_all(chunked_post_then_get("X-T: v\n\r\n").as_bytes())
+        .unwrap();
+    let mut r = BufReader::new(stream);
+    let res = read_response(&mut r, false).unwrap();
+    assert_eq!((res.status, res.header("connection")), (400, Some("close")));
+    let mut more = Vec::new();
+    // A TLS peer may end with close_notify or just close: both end the stream.
+    let _ = r.read_to_end(&mut more);
+    assert_eq!(String::from_utf8_lossy(&more), "");
+    assert_eq!(backend.hits(), 0, "{:?}", targets(&backend));
+}

@@ -378,6 +378,21 @@ pub fn handshake(addr: SocketAddr) -> Presented {
     handshake_with(addr, config).expect("handshake")
 }
 
+/// A TLS connection to `addr` offering `alpn`, verified against `roots` (`None`: any
+/// certificate); the handshake happens with the first write.
+pub fn connect(
+    addr: SocketAddr,
+    roots: Option<RootCertStore>,
+    alpn: &[&[u8]],
+) -> StreamOwned<ClientConnection, TcpStream> {
+    let config = client_config(roots, rustls::ALL_VERSIONS, alpn);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(addr).expect("connect to sidekick");
+    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    StreamOwned::new(conn, tcp)
+}
+
 /// One HTTP/1.1 request over TLS on a fresh connection, verified against `roots`
 /// (`None`: any certificate).
 pub fn https_request(
@@ -387,12 +402,7 @@ pub fn https_request(
     path: &str,
     body: &[u8],
 ) -> Response {
-    let config = client_config(roots, rustls::ALL_VERSIONS, &[b"http/1.1".as_slice()]);
-    let name = ServerName::try_from("localhost").unwrap();
-    let conn = ClientConnection::new(config, name).unwrap();
-    let tcp = TcpStream::connect(addr).expect("connect to sidekick");
-    tcp.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut stream = StreamOwned::new(conn, tcp);
+    let mut stream = connect(addr, roots, &[b"http/1.1".as_slice()]);
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n");
     if !body.is_empty() {
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
