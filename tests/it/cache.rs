@@ -518,6 +518,10 @@ fn requests_the_cache_must_not_answer_pass_through() {
     assert_whole(&a, b"new", "MISS", "after the PUT through sidekick");
 }
 
+/// A read: what it is, its range (first and last byte; none: the whole object), and
+/// the X-Cache it must get (none: either).
+type Read = (&'static str, Option<(usize, usize)>, Option<&'static str>);
+
 #[test]
 fn a_corrupt_or_missing_block_is_read_from_the_origin() {
     let r = Real::start();
@@ -537,41 +541,56 @@ fn a_corrupt_or_missing_block_is_read_from_the_origin() {
     let mut raw = r.boto.get_raw(cache, &r.store.bucket, &stored[2].0);
     raw[16 + 1234] ^= 0x40;
     r.boto.put(cache, &r.store.bucket, &stored[2].0, &raw);
-    for (range, a, z) in [
+    let b = BLOCK;
+    let corrupt = [
         (
-            format!("bytes={}-{}", BLOCK + 10, BLOCK + 20),
-            BLOCK + 10,
-            BLOCK + 20,
+            "garbage block 1, a range in it",
+            Some((b + 10, b + 20)),
+            Some("MISS"),
         ),
         (
-            format!("bytes={}-{}", 2 * BLOCK, 2 * BLOCK + 2000),
-            2 * BLOCK,
-            2 * BLOCK + 2000,
+            "flipped block 2, a range in it",
+            Some((2 * b, 2 * b + 2000)),
+            Some("MISS"),
         ),
-    ] {
-        let res = r.get("fragile", json!({"range": range}));
-        assert_eq!(res.status, 206, "{range}: {res:?}");
-        assert_eq!(
-            res.sha256,
-            sha256(&body[a..=z]),
-            "{range}: corrupt bytes served"
-        );
-        assert_eq!(res.x_cache(), Some("MISS"), "{range}");
-    }
-    // Block 0 was not touched: still a hit.
-    let res = r.get("fragile", json!({"range": "bytes=0-999"}));
-    assert_eq!(
-        (res.status, res.sha256.as_str()),
-        (206, &*sha256(&body[..1000]))
-    );
-    assert_eq!(res.x_cache(), Some("HIT"));
-
-    // Block 3 (the partial last one) deleted.
+        ("intact block 0", Some((0, 999)), Some("HIT")),
+        (
+            "a range from block 0 into block 1",
+            Some((1000, b + 1000)),
+            Some("MISS"),
+        ),
+        ("whole object, blocks 1 and 2 corrupt", None, Some("MISS")),
+        ("whole object again", None, None),
+    ];
+    let deleted = [
+        (
+            "a suffix in deleted block 3",
+            Some((SIZE - 100, SIZE - 1)),
+            Some("MISS"),
+        ),
+        ("whole object, block 3 deleted", None, None),
+    ];
+    let mut got = Vec::new();
+    let mut want = Vec::new();
+    let mut read = |cases: &[Read]| {
+        for &(what, range, x_cache) in cases {
+            let (status, part, args) = match range {
+                Some((a, z)) => (
+                    206,
+                    &body[a..=z],
+                    json!({"range": format!("bytes={a}-{z}")}),
+                ),
+                None => (200, &body[..], json!({})),
+            };
+            let res = r.get("fragile", args);
+            let right = res.cut.is_none() && res.sha256 == sha256(part);
+            let seen = x_cache.and(res.x_cache().map(String::from));
+            got.push((what, res.status, right, res.cut.clone(), seen));
+            want.push((what, status, true, None, x_cache.map(String::from)));
+        }
+    };
+    read(&corrupt);
     r.boto.delete(cache, &r.store.bucket, &stored[3].0);
-    let res = r.get("fragile", json!({"range": "bytes=-100"}));
-    assert_eq!(res.status, 206, "{res:?}");
-    assert_eq!(res.sha256, sha256(&body[SIZE - 100..]), "deleted block");
-    assert_eq!(res.x_cache(), Some("MISS"));
-    let whole = r.get("fragile", json!({}));
-    assert_whole(&whole, &body, "MISS", "whole object, corrupt blocks");
+    read(&deleted);
+    assert_eq!(got, want, "(read, status, exact bytes, cut short, X-Cache)");
 }

@@ -47,6 +47,8 @@ pub struct S3Answer {
     pub sha256: String,
     /// The S3 error code of a refused call.
     pub code: Option<String>,
+    /// Why the body ended before its length, when it did.
+    pub cut: Option<String>,
     pub raw: Value,
 }
 
@@ -74,6 +76,7 @@ impl S3Answer {
             len: raw["len"].as_u64().unwrap_or(0),
             sha256: raw["sha256"].as_str().unwrap_or("").to_string(),
             code: raw["code"].as_str().map(String::from),
+            cut: raw["cut"].as_str().map(String::from),
             raw,
         }
     }
