@@ -8,7 +8,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::boto::Boto;
-use crate::common::cache_store::{CacheStore, CACHE_WAIT};
+use crate::common::cache_store::CacheStore;
 use crate::common::garage::Garage;
 use crate::common::origin::{Object, Origin};
 use crate::common::*;
@@ -32,7 +32,7 @@ impl Wire {
 
     /// `flags` replace the store's own `--cache-*` values where they name one, and
     /// are added otherwise.
-    fn start_with(flags: &[(&str, &str)]) -> Wire {
+    pub fn start_with(flags: &[(&str, &str)]) -> Wire {
         let boto = Boto::start();
         let g = Garage::start(1);
         let store = CacheStore::in_garage(&g, "wire-cache");
@@ -65,7 +65,11 @@ pub(crate) fn cache_args(store: &CacheStore, cache: &[(&str, &str)], origin: &st
     args
 }
 
-fn cached_sidekick(store: &CacheStore, cache: &[(&str, &str)], origin: &str) -> Sidekick {
+pub(crate) fn cached_sidekick(
+    store: &CacheStore,
+    cache: &[(&str, &str)],
+    origin: &str,
+) -> Sidekick {
     let args = cache_args(store, cache, origin);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sk = Sidekick::start(&args);
@@ -82,7 +86,7 @@ fn get_host(sk: &Sidekick, host: &str, path: &str) -> Response {
     raw_request(sk.addr, raw.as_bytes(), false)
 }
 
-type Headers<'a> = &'a [(&'a str, &'a str)];
+pub(crate) type Headers<'a> = &'a [(&'a str, &'a str)];
 
 #[track_caller]
 pub(crate) fn assert_body(res: &Response, status: u16, body: &[u8], x_cache: &str, what: &str) {
@@ -407,297 +411,6 @@ fn a_clients_own_conditions_go_to_the_origin_unchanged() {
         &body,
         "HIT",
         "after the conditions",
-    );
-}
-
-#[test]
-fn answers_that_must_not_be_stored_are_not() {
-    let w = Wire::start();
-    let size = 2 * BLOCK + 5;
-    let mut chunked = Object::new(bytes(size, 30), "ch");
-    chunked.chunked = true;
-    let cases = [
-        (
-            "/bkt/no-store",
-            Object::new(bytes(size, 27), "n1").with_header("Cache-Control", "no-store"),
-        ),
-        (
-            "/bkt/private",
-            Object::new(bytes(size, 28), "p1").with_header("Cache-Control", "private, max-age=60"),
-        ),
-        ("/bkt/weak", {
-            let mut o = Object::new(bytes(size, 29), "");
-            o.etag = "W/\"w1\"".into();
-            o
-        }),
-        ("/bkt/chunked", chunked),
-        ("/bkt/no-etag", {
-            let mut o = Object::new(bytes(size, 31), "");
-            o.etag = String::new();
-            o
-        }),
-    ];
-    for (path, obj) in &cases {
-        w.origin.put(path, obj.clone());
-    }
-    for (path, obj) in &cases {
-        for i in 0..2 {
-            let res = w.get(path, &[]);
-            assert_eq!(res.status, 200, "{path} {i}");
-            assert!(res.body == obj.body, "{path} {i}: wrong bytes");
-            assert_eq!(
-                res.header("x-cache"),
-                Some("MISS"),
-                "{path} {i}: {:?}",
-                res.headers
-            );
-        }
-        let asked = w.origin.asked_for(path);
-        assert!(
-            asked.iter().all(|a| a.header("if-none-match").is_none()),
-            "{path} was stored: {asked:?}"
-        );
-    }
-    // A storable object after them: its fill is the only one.
-    let control = bytes(size, 32);
-    w.origin
-        .put("/bkt/control", Object::new(control.clone(), "ok"));
-    assert_body(
-        &w.get("/bkt/control", &[]),
-        200,
-        &control,
-        "MISS",
-        "control",
-    );
-    w.sk.wait_filled(size as u64);
-    assert_eq!(w.store.list(&w.boto, "blocks/").len(), 3);
-    w.store.wait_objects(&w.boto, "meta/", 1);
-    assert_eq!(w.store.list(&w.boto, "meta/").len(), 1);
-    assert_body(&w.get("/bkt/control", &[]), 200, &control, "HIT", "control");
-}
-
-#[test]
-fn requests_that_are_not_cacheable_bypass_and_pass_unchanged() {
-    let w = Wire::start();
-    let body = bytes(SIZE, 33);
-    w.origin.put("/bkt/obj", Object::new(body.clone(), "o1"));
-    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "MISS", "fill");
-    w.sk.wait_filled(SIZE as u64);
-    assert_body(&w.get("/bkt/obj", &[]), 200, &body, "HIT", "cached");
-
-    let ssec: &[(&str, &str)] = &[
-        ("x-amz-server-side-encryption-customer-algorithm", "AES256"),
-        (
-            "x-amz-server-side-encryption-customer-key",
-            "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U=",
-        ),
-        (
-            "x-amz-server-side-encryption-customer-key-MD5",
-            "bWQ1bWQ1bWQ1bWQ1bWQ1bQ==",
-        ),
-    ];
-    let cases: Vec<(&str, String, Headers)> = vec![
-        ("GET", "/bkt/obj".into(), ssec),
-        ("GET", "/bkt/obj?versionId=3HL4kqtJlcpXroDTDmJ".into(), &[]),
-        ("GET", "/bkt/obj?partNumber=1".into(), &[]),
-        (
-            "GET",
-            "/bkt/obj?response-content-type=text%2Fplain".into(),
-            &[],
-        ),
-        (
-            "GET",
-            "/bkt/obj?response-content-disposition=inline".into(),
-            &[],
-        ),
-        ("GET", "/bkt/obj?acl".into(), &[]),
-        ("GET", "/bkt/obj?tagging".into(), &[]),
-        ("GET", "/bkt?list-type=2&prefix=o".into(), &[]),
-        ("GET", "/bkt/obj".into(), &[("Range", "bytes=0-9,20-29")]),
-        ("HEAD", "/bkt/obj".into(), &[]),
-        ("DELETE", "/bkt/obj?uploadId=1".into(), &[]),
-    ];
-    for (method, target, headers) in &cases {
-        let before = w.origin.asked().len();
-        let res = request(w.sk.addr, method, target, headers, b"");
-        assert_eq!(
-            res.header("x-cache"),
-            Some("BYPASS"),
-            "{method} {target} {headers:?}"
-        );
-        let asked = w.origin.asked();
-        assert_eq!(
-            asked.len(),
-            before + 1,
-            "{method} {target}: not one request"
-        );
-        let a = asked.last().unwrap();
-        assert_eq!((a.method.as_str(), &a.target), (*method, target));
-        assert_eq!(a.header("if-none-match"), None, "{method} {target}");
-        for (n, v) in headers.iter() {
-            assert_eq!(
-                a.header(&n.to_ascii_lowercase()),
-                Some(*v),
-                "{method} {target}"
-            );
-        }
-        if *method == "HEAD" {
-            assert_eq!(res.header("content-length"), Some(&*SIZE.to_string()));
-        }
-    }
-    let put = request(w.sk.addr, "PUT", "/bkt/obj", &[], b"new bytes");
-    assert_eq!((put.status, put.header("x-cache")), (200, Some("BYPASS")));
-
-    // Presigned-URL parameters alone keep a GET cacheable.
-    let presigned = "/bkt/obj?X-Amz-Algorithm=AWS4-HMAC-SHA256\
-        &X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request\
-        &X-Amz-Date=20240101T000000Z&X-Amz-Expires=600&X-Amz-SignedHeaders=host\
-        &X-Amz-Signature=abcdef";
-    let res = w.get(presigned, &[]);
-    assert_body(&res, 200, &body, "HIT", "presigned parameters");
-    let last = w.origin.asked().pop().unwrap();
-    assert_eq!(last.target, presigned, "the query changed");
-    assert_eq!(w.sk.fill_bytes(), SIZE as u64, "a bypass filled");
-}
-
-#[test]
-fn objects_outside_the_size_bounds_bypass() {
-    let boto = Boto::start();
-    let g = Garage::start(1);
-    let store = CacheStore::in_garage(&g, "bounds-cache");
-    let origin = Origin::start();
-    let sk = cached_sidekick(
-        &store,
-        &[("--cache-min-size", "1000"), ("--cache-max-size", "100000")],
-        &origin.url(),
-    );
-    let objects = [
-        ("/bkt/tiny", 999, false),
-        ("/bkt/huge", 100_001, false),
-        ("/bkt/min", 1000, true),
-        ("/bkt/fits", 100_000, true),
-    ];
-    let mut got = Vec::new();
-    for (path, size, _) in objects {
-        let body = bytes(size, size as u64);
-        origin.put(path, Object::new(body.clone(), path));
-        let res = request(sk.addr, "GET", path, &[], b"");
-        assert!(
-            res.status == 200 && res.body == body,
-            "{path}: wrong answer"
-        );
-        got.push((path, "first", res.header("x-cache").map(String::from)));
-    }
-    sk.wait_filled(101_000);
-    for (path, _, inside) in objects {
-        let res = request(sk.addr, "GET", path, &[], b"");
-        got.push((path, "second", res.header("x-cache").map(String::from)));
-        let asked = origin.asked_for(path);
-        let revalidated = asked[1].header("if-none-match").is_some();
-        assert_eq!(revalidated, inside, "{path}: {asked:?}");
-    }
-    let want: Vec<_> = objects
-        .iter()
-        .map(|&(path, _, inside)| {
-            (
-                path,
-                "first",
-                Some(if inside { "MISS" } else { "BYPASS" }.to_string()),
-            )
-        })
-        .chain(objects.iter().map(|&(path, _, inside)| {
-            (
-                path,
-                "second",
-                Some(if inside { "HIT" } else { "BYPASS" }.to_string()),
-            )
-        }))
-        .collect();
-    assert_eq!(got, want, "X-Cache of each read");
-    assert_eq!(store.list(&boto, "meta/").len(), 2);
-}
-
-/// `mib` MiB of pattern data, as `write_pattern` sends it.
-fn pattern_body(mib: usize) -> Vec<u8> {
-    let mut body = Vec::with_capacity(mib << 20);
-    let mut chunk = block().to_vec();
-    for k in 0..mib as u64 {
-        chunk[..8].copy_from_slice(&k.to_le_bytes());
-        body.extend_from_slice(&chunk);
-    }
-    body
-}
-
-/// GET on a fresh connection, the body hashed as it streams: (X-Cache, length, SHA-256).
-fn streamed(sk: &Sidekick, path: &str) -> (Option<String>, u64, String) {
-    use sha2::{Digest, Sha256};
-    use std::io::{BufReader, Read, Write};
-    let mut stream = std::net::TcpStream::connect(sk.addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut r = BufReader::with_capacity(1 << 20, stream);
-    let (start, headers) = read_head(&mut r).unwrap();
-    assert!(start.contains(" 200 "), "{start}");
-    let x_cache = headers
-        .iter()
-        .find(|(n, _)| n == "x-cache")
-        .map(|(_, v)| v.clone());
-    let (mut hash, mut buf, mut got) = (Sha256::new(), vec![0; 1 << 20], 0u64);
-    loop {
-        let n = r.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        hash.update(&buf[..n]);
-        got += n as u64;
-    }
-    (x_cache, got, hex(&hash.finalize()))
-}
-
-#[test]
-fn fills_and_hits_of_a_large_object_keep_memory_bounded() {
-    let w = Wire::start_with(&[("--cache-block-size", "4MiB")]);
-    let mib = 256;
-    let body = pattern_body(mib);
-    let (size, sha) = (body.len() as u64, sha256(&body));
-    w.origin.put("/bkt/large", Object::new(body, "big"));
-    let (x_cache, len, got) = streamed(&w.sk, "/bkt/large");
-    assert_eq!(
-        (x_cache.as_deref(), len, got.as_str()),
-        (Some("MISS"), size, &*sha)
-    );
-    // A fill the store cannot keep up with is dropped, not held in memory.
-    let dropped = || w.sk.cache_metric("sidekick_cache_fills_dropped_total", "");
-    wait_for("the fill done or dropped", CACHE_WAIT * 4, || {
-        w.sk.fill_bytes() >= size || dropped() > 0.0
-    });
-    let filled = w.sk.fill_bytes() == size;
-    eprintln!(
-        "fill of {mib} MiB: {} bytes written, {} dropped",
-        w.sk.fill_bytes(),
-        dropped()
-    );
-    // Filled, it is a hit; dropped, the next read is whole and right all the same.
-    let (x_cache, len, got) = streamed(&w.sk, "/bkt/large");
-    assert_eq!(
-        (len, got.as_str()),
-        (size, &*sha),
-        "second read ({x_cache:?})"
-    );
-    if filled {
-        assert_eq!(x_cache.as_deref(), Some("HIT"));
-    }
-    let peak = w.sk.peak_rss_kib();
-    eprintln!("sidekick peak RSS {peak} KiB");
-    assert!(
-        peak < 128 * 1024,
-        "sidekick peaked at {peak} KiB for a {mib} MiB object"
     );
 }
 
