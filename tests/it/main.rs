@@ -5,6 +5,12 @@
 mod common;
 
 mod balancing;
+mod cache;
+mod cache_cacheable;
+mod cache_flags;
+mod cache_memory;
+mod cache_store_faults;
+mod cache_wire;
 mod cli;
 mod console;
 mod console_table;

@@ -1,8 +1,7 @@
 //! `GET /.prometheus/metrics`: counters after a known workload, the output accepted
 //! by `promtool check metrics`, and the up gauge of a killed backend.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::*;
@@ -11,31 +10,6 @@ fn scrape(sk: &Sidekick) -> String {
     let res = sk.get("/.prometheus/metrics");
     assert_eq!(res.status, 200);
     res.text()
-}
-
-/// `promtool check metrics` (Debian package `prometheus`).
-fn promtool_check(text: &str) {
-    require_promtool();
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

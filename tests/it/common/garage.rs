@@ -171,6 +171,22 @@ admin_token = "{admin_token}"
         );
     }
 
+    /// Creates `bucket` and a key allowed on it alone (e.g. a cache store in the
+    /// origin's cluster whose key cannot read the origin's bucket).
+    /// Returns (access key, secret key).
+    pub fn bucket_with_own_key(&self, bucket: &str) -> (String, String) {
+        let (key, secret) = (format!("GK{}", &token("key")[..24]), token("secret"));
+        self.cli_retry(0, &["key", "import", "--yes", "-n", bucket, &key, &secret]);
+        self.cli_retry(0, &["bucket", "create", bucket]);
+        self.cli_retry(
+            0,
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", bucket, "--key", &key,
+            ],
+        );
+        (key, secret)
+    }
+
     fn spawn(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "node {i} is running");
@@ -298,6 +314,25 @@ admin_token = "{admin_token}"
         let mut child = self.nodes[i].child.take().expect("node is running");
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// SIGSTOPs node `i`: it still accepts connections (the kernel does) and answers
+    /// nothing, until `resume`.
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "STOP");
+    }
+
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        let child = self.nodes[i].child.as_ref().expect("node is running");
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill -{sig} garage node {i}");
     }
 
     /// Starts node `i` again on its data; `wait_healthy` tells when it serves.

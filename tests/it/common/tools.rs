@@ -2,7 +2,8 @@
 //! naming the tool and how to get it: a test that did nothing must never count as a
 //! pass. `scripts/test` installs every one of them.
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 /// How each tool is checked and installed.
 struct Tool {
@@ -92,4 +93,29 @@ pub fn require_curl_http2() {
 
 pub fn require_openssl() {
     require(&OPENSSL);
+}
+
+/// `promtool check metrics` (Debian package `prometheus`).
+pub fn promtool_check(text: &str) {
+    require_promtool();
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
