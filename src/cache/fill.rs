@@ -15,9 +15,8 @@ use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt};
 use log::debug;
 
-use crate::cache::lock::FillGuard;
 use crate::cache::meta::Meta;
-use crate::cache::{block, key, Cache};
+use crate::cache::{block, key, Cache, Plan};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
 
@@ -113,36 +112,41 @@ impl Filler {
 }
 
 /// Starts the background writer of one fill; the `Filler` feeds it.
-pub fn start(cache: Arc<Cache>, up: Rc<Upstream>, guard: FillGuard, offset: u64) -> Filler {
+pub fn start(cache: Arc<Cache>, up: Rc<Upstream>, plan: Plan) -> Filler {
     let (tx, rx) = mpsc::unbounded();
-    let meta = &guard.fill.meta;
     let filler = Filler {
-        offset,
-        size: meta.size,
-        block_size: meta.block_size,
+        offset: plan.offset,
+        size: plan.meta.size,
+        block_size: plan.meta.block_size,
         current: BytesMut::new(),
         budget: None,
         out: tx,
     };
-    actix_rt::spawn(write(cache, up, guard, rx));
+    actix_rt::spawn(write(cache, up, plan, rx));
     filler
 }
 
 async fn write(
     cache: Arc<Cache>,
     up: Rc<Upstream>,
-    guard: FillGuard,
+    plan: Plan,
     mut blocks: mpsc::UnboundedReceiver<Copied>,
 ) {
+    let Plan {
+        guard,
+        meta,
+        version,
+        ..
+    } = plan;
     let fill = guard.fill.clone();
-    let meta_name = key::meta(&cache.cfg.prefix, &fill.meta.identity);
+    let meta_name = key::meta(&cache.cfg.prefix, &meta.identity);
     let mut meta_written = false;
     let mut stored = 0u64;
     while let Some(copied) = blocks.next().await {
-        let name = key::block(&fill.version, copied.index);
+        let name = key::block(&version, copied.index);
         let len = (copied.block.len() - block::HEADER) as u64;
         if let Err(e) = cache.store.put(&up, &name, copied.block).await {
-            debug!("fill of {} dropped: {e}", fill.meta.identity);
+            debug!("fill of {} dropped: {e}", meta.identity);
             STATS.fills_dropped.fetch_add(1, Relaxed);
             return;
         }
@@ -152,27 +156,23 @@ async fn write(
         if !meta_written {
             // After the first block: a reader finding the metadata finds blocks too.
             meta_written = true;
-            if let Err(e) = cache
-                .store
-                .put(&up, &meta_name, fill.meta.encode().into())
-                .await
-            {
-                debug!("metadata of {} not stored: {e}", fill.meta.identity);
+            if let Err(e) = cache.store.put(&up, &meta_name, meta.encode().into()).await {
+                debug!("metadata of {} not stored: {e}", meta.identity);
             }
         }
     }
     // Every block of the object is stored: readers need not look for them first.
-    if stored == fill.meta.blocks() {
+    if stored == meta.blocks() {
         let complete = Meta {
             complete: true,
-            ..(*fill.meta).clone()
+            ..(*meta).clone()
         };
         if let Err(e) = cache
             .store
             .put(&up, &meta_name, complete.encode().into())
             .await
         {
-            debug!("metadata of {} not stored: {e}", fill.meta.identity);
+            debug!("metadata of {} not stored: {e}", meta.identity);
         }
     }
     drop(guard);

@@ -1,8 +1,10 @@
 //! Serving a hit: the blocks that cover the requested bytes, each checked whole
-//! before a byte of it is sent. The first block is read, and every other one found
-//! present (unless one fill stored them all), before the head goes out, so that a
-//! block missing or corrupt then is a miss (the origin answers); one failing later
-//! cuts the connection.
+//! before a byte of it is sent. Before the head goes out, the first 8 MiB of blocks
+//! (at least two) are read and checked, and every later one is found present (unless
+//! one fill stored them all), so that a block missing or corrupt then is a miss (the
+//! origin answers). Later blocks are read ahead as the first ones are sent; one that
+//! fails then cuts the connection, and the metadata is overwritten so that the next
+//! reader refills the object instead of meeting the same block.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,8 +22,8 @@ use crate::upstream::Upstream;
 
 /// Blocks checked for presence at once.
 const CHECKS: usize = 8;
-/// Bytes of blocks read ahead while one is sent (at least two blocks): enough to
-/// keep the store busy, little enough for many readers at once.
+/// Bytes of blocks read (and checked) ahead of the one being sent, at least two
+/// blocks: enough to keep the store busy, little enough for many readers at once.
 const READ_AHEAD: u64 = 8 << 20;
 
 /// Why a hit could not be served; the origin answers instead.
@@ -52,11 +54,23 @@ pub async fn open(
         let to = end.min(at + bs - 1) - at;
         (from as usize, to as usize + 1)
     };
-    let head = read(cache, up, &version, meta, first).await?;
-    let (from, to) = span(first);
-    let head = head.slice(from..to);
+    let ahead = (READ_AHEAD / bs).max(2);
+    let checked_last = last.min(first + ahead - 1);
+    let checked: Vec<Bytes> = stream::iter(first..=checked_last)
+        .map(|index| {
+            let version = &version;
+            async move {
+                let (from, to) = span(index);
+                read(cache, up, version, meta, index)
+                    .await
+                    .map(|data| data.slice(from..to))
+            }
+        })
+        .buffered(ahead as usize)
+        .try_collect()
+        .await?;
     let present = known_present
-        || stream::iter(first + 1..=last)
+        || stream::iter(checked_last + 1..=last)
             .map(|index| {
                 let name = key::block(&version, index);
                 async move { cache.store.has(up, &name).await }
@@ -69,8 +83,7 @@ pub async fn open(
         return Err("a block is missing".into());
     }
     let (cache, up, meta) = (cache.clone(), up.clone(), meta.clone());
-    let ahead = (READ_AHEAD / bs).max(2) as usize;
-    let rest = stream::iter(first + 1..=last)
+    let rest = stream::iter(checked_last + 1..=last)
         .map(move |index| {
             let (cache, up, meta, version) =
                 (cache.clone(), up.clone(), meta.clone(), version.clone());
@@ -79,33 +92,28 @@ pub async fn open(
                 match read(&cache, &up, &version, &meta, index).await {
                     Ok(data) => Ok(data.slice(from..to)),
                     Err(e) => {
-                        if meta.complete {
-                            forget_complete(&cache, &up, &meta).await;
-                        }
+                        forget(&cache, &up, &meta).await;
                         Err(PayloadError::Io(std::io::Error::other(e)))
                     }
                 }
             }
         })
-        .buffered(ahead);
-    Ok(stream::once(async move { Ok(head) })
+        .buffered(ahead as usize);
+    Ok(stream::iter(checked.into_iter().map(Ok))
         .chain(rest)
         .inspect_ok(|data| {
             STATS.from_cache.fetch_add(data.len() as u64, Relaxed);
         }))
 }
 
-/// A block of a complete version is gone (the bucket's lifecycle rule, a cleanup):
-/// the metadata stops saying complete, so that the next reader looks for its blocks
-/// before it answers and refills what is missing.
-async fn forget_complete(cache: &Cache, up: &Upstream, meta: &Meta) {
+/// A block went bad after the head was sent (expired by the bucket's lifecycle
+/// rule, damaged): the metadata is overwritten with nothing sidekick reads as
+/// metadata, so that the next reader misses and its fill writes the object anew.
+/// sidekick needs no permission to delete.
+async fn forget(cache: &Cache, up: &Upstream, meta: &Meta) {
     let name = key::meta(&cache.cfg.prefix, &meta.identity);
-    let partial = Meta {
-        complete: false,
-        ..meta.clone()
-    };
-    if let Err(e) = cache.store.put(up, &name, partial.encode().into()).await {
-        log::debug!("metadata of {} not updated: {e}", meta.identity);
+    if let Err(e) = cache.store.put(up, &name, Bytes::from_static(b"{}")).await {
+        log::debug!("metadata of {} not cleared: {e}", meta.identity);
     }
 }
 

@@ -1,6 +1,8 @@
-//! Fills in progress in this sidekick, one per object: a concurrent miss of the same
-//! object does not fill it again; it revalidates with the origin using the ETag being
-//! filled, then waits for the blocks it needs to be written.
+//! Fills in progress in this sidekick, one per object. The first reader of an object
+//! the cache does not hold claims it before asking the origin; readers that come
+//! while it waits for the origin's answer wait for the version it fills (a short
+//! wait), revalidate with the origin using that ETag, then wait for the blocks they
+//! need to be written. So concurrent misses fetch the object's bytes once.
 
 use std::collections::HashMap;
 use std::pin::pin;
@@ -11,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::cache::meta::Meta;
 
-/// Longest wait for the next block of a fill in progress.
+/// Longest wait for the next step of a fill in progress (its version, a block).
 const STALL: Duration = Duration::from_secs(2);
 
 /// The fills in progress, by metadata name.
@@ -21,15 +23,15 @@ pub struct Fills {
 }
 
 pub struct Fill {
-    pub meta: Arc<Meta>,
-    /// The folder of this version's blocks.
-    pub version: String,
     state: Mutex<State>,
     changed: Notify,
 }
 
 #[derive(Default)]
 struct State {
+    /// What is being filled, once the origin answered: the version and the folder
+    /// of its blocks.
+    version: Option<(Arc<Meta>, String)>,
     stored: Vec<bool>,
     ended: bool,
 }
@@ -41,42 +43,55 @@ pub struct FillGuard {
     pub fill: Arc<Fill>,
 }
 
+pub enum Claim {
+    Mine(FillGuard),
+    /// Another request claimed the object first.
+    Theirs(Arc<Fill>),
+}
+
 impl Fills {
-    /// Registers a fill of `name`, unless one is in progress already.
-    pub fn begin(
-        self: &Arc<Self>,
-        name: &str,
-        meta: Arc<Meta>,
-        version: String,
-    ) -> Option<FillGuard> {
+    /// Claims the fill of `name`, or says who has it.
+    pub fn claim(self: &Arc<Self>, name: &str) -> Option<Claim> {
         let mut map = self.map.lock().ok()?;
-        if map.contains_key(name) {
-            return None;
+        if let Some(fill) = map.get(name) {
+            return Some(Claim::Theirs(fill.clone()));
         }
-        let blocks = meta.blocks() as usize;
         let fill = Arc::new(Fill {
-            meta,
-            version,
-            state: Mutex::new(State {
-                stored: vec![false; blocks],
-                ended: false,
-            }),
+            state: Mutex::new(State::default()),
             changed: Notify::new(),
         });
         map.insert(name.to_string(), fill.clone());
-        Some(FillGuard {
+        Some(Claim::Mine(FillGuard {
             fills: self.clone(),
             name: name.to_string(),
             fill,
-        })
+        }))
     }
 
-    pub fn current(&self, name: &str) -> Option<Arc<Fill>> {
-        self.map.lock().ok()?.get(name).cloned()
+    /// The fill of `name` in progress with its version known.
+    pub fn current(&self, name: &str) -> Option<(Arc<Fill>, Arc<Meta>)> {
+        let fill = self.map.lock().ok()?.get(name).cloned()?;
+        let (meta, _) = fill.version()?;
+        Some((fill, meta))
+    }
+}
+
+impl FillGuard {
+    /// Says what is filled: the waiters may go on.
+    pub fn begin(&self, meta: Arc<Meta>, version: String) {
+        if let Ok(mut state) = self.fill.state.lock() {
+            state.stored = vec![false; meta.blocks() as usize];
+            state.version = Some((meta, version));
+        }
+        self.fill.changed.notify_waiters();
     }
 }
 
 impl Fill {
+    pub fn version(&self) -> Option<(Arc<Meta>, String)> {
+        self.state.lock().ok()?.version.clone()
+    }
+
     pub fn stored(&self, index: u64) {
         if let Ok(mut state) = self.state.lock() {
             if let Some(slot) = state.stored.get_mut(index as usize) {
@@ -86,30 +101,42 @@ impl Fill {
         self.changed.notify_waiters();
     }
 
-    /// Waits until blocks `first..=last` are stored: false when the fill ended
-    /// without them, or stored nothing for `STALL` (its client reads slowly: the
-    /// origin serves this reader faster).
-    pub async fn wait_for(&self, first: u64, last: u64) -> bool {
+    /// Waits until `ready` says yes (`Some`) or no (`None` in its `Option`), the
+    /// fill ends, or nothing changes for `STALL`.
+    async fn wait<T>(&self, ready: impl Fn(&State) -> Option<Option<T>>) -> Option<T> {
         loop {
             let mut changed = pin!(self.changed.notified());
             // Registered before the check, so that no wake-up is missed.
             changed.as_mut().enable();
             {
-                let Ok(state) = self.state.lock() else {
-                    return false;
-                };
-                let span = state.stored.get(first as usize..=last as usize);
-                if span.is_some_and(|s| s.iter().all(|&b| b)) {
-                    return true;
+                let state = self.state.lock().ok()?;
+                if let Some(answer) = ready(&state) {
+                    return answer;
                 }
-                if state.ended || span.is_none() {
-                    return false;
+                if state.ended {
+                    return None;
                 }
             }
-            if actix_rt::time::timeout(STALL, changed).await.is_err() {
-                return false;
-            }
+            actix_rt::time::timeout(STALL, changed).await.ok()?;
         }
+    }
+
+    /// The version being filled, once the origin's answer said it.
+    pub async fn wait_version(&self) -> Option<Arc<Meta>> {
+        self.wait(|s| s.version.as_ref().map(|(meta, _)| Some(meta.clone())))
+            .await
+    }
+
+    /// Waits until blocks `first..=last` are stored: false when the fill ended
+    /// without them, or stored nothing for `STALL` (its client reads slowly: the
+    /// origin serves this reader faster).
+    pub async fn wait_for(&self, first: u64, last: u64) -> bool {
+        let ready = |s: &State| match s.stored.get(first as usize..=last as usize) {
+            Some(span) if span.iter().all(|&b| b) => Some(Some(())),
+            Some(_) => None,
+            None => Some(None),
+        };
+        self.wait(ready).await.is_some()
     }
 }
 
@@ -141,21 +168,32 @@ mod tests {
     }
 
     #[actix_rt::test]
-    async fn one_fill_per_object_and_waiters_see_its_blocks() {
+    async fn one_fill_per_object_and_waiters_see_its_version_and_blocks() {
         let fills = Arc::new(Fills::default());
-        let guard = fills.begin("m", meta(), "v".into()).unwrap();
-        assert!(fills.begin("m", meta(), "v".into()).is_none());
-        let fill = fills.current("m").unwrap();
-        let waiter = actix_rt::spawn({
+        let Some(Claim::Mine(guard)) = fills.claim("m") else {
+            panic!("the first claim is not mine");
+        };
+        let Some(Claim::Theirs(fill)) = fills.claim("m") else {
+            panic!("the second claim is mine too");
+        };
+        assert!(fills.current("m").is_none());
+        let version = actix_rt::spawn({
+            let fill = fill.clone();
+            async move { fill.wait_version().await }
+        });
+        guard.begin(meta(), "v".into());
+        assert_eq!(version.await.unwrap().unwrap().etag, "\"e\"");
+        assert!(fills.current("m").is_some());
+        let blocks = actix_rt::spawn({
             let fill = fill.clone();
             async move { fill.wait_for(1, 2).await }
         });
         guard.fill.stored(1);
         guard.fill.stored(2);
-        assert!(waiter.await.unwrap());
-        let waiter = actix_rt::spawn(async move { fill.wait_for(0, 0).await });
+        assert!(blocks.await.unwrap());
+        let never = actix_rt::spawn(async move { fill.wait_for(0, 0).await });
         drop(guard);
-        assert!(!waiter.await.unwrap());
-        assert!(fills.current("m").is_none());
+        assert!(!never.await.unwrap());
+        assert!(matches!(fills.claim("m"), Some(Claim::Mine(_))));
     }
 }

@@ -47,11 +47,23 @@ pub struct Known {
     pub filling: Option<Arc<Fill>>,
 }
 
-/// A fill to start once the answer is on its way: the version and where the
-/// answer's bytes begin in the object.
+/// A fill to start once the answer is on its way: the version, the folder of its
+/// blocks and where the answer's bytes begin in the object.
 pub struct Plan {
     pub guard: FillGuard,
+    pub meta: Arc<Meta>,
+    pub version: String,
     pub offset: u64,
+}
+
+/// Why an answer is not stored.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unstored {
+    /// Not a storable answer (a 404, no ETag, `no-store`, …): still a miss.
+    Answer,
+    /// The object is smaller than `--cache-min-size` or larger than the maximum: the
+    /// request is counted as a bypass.
+    Size,
 }
 
 impl Cache {
@@ -77,10 +89,10 @@ impl Cache {
     /// What the cache holds of the object: the fill in progress here, else the
     /// metadata in the store. `Err` when the store failed to say.
     pub async fn known(&self, up: &Upstream, lookup: &Lookup) -> Result<Option<Known>, String> {
-        let name = key::meta(&self.cfg.prefix, &lookup.identity);
-        if let Some(fill) = self.fills.current(&name) {
+        let name = self.meta_name(lookup);
+        if let Some((fill, meta)) = self.fills.current(&name) {
             return Ok(Some(Known {
-                meta: fill.meta.clone(),
+                meta,
                 filling: Some(fill),
             }));
         }
@@ -98,10 +110,41 @@ impl Cache {
             }))
     }
 
-    /// A fill of this answer, when it may be stored and no fill of the object is in
-    /// progress here: a 200 or a 206 of known total size, with a strong ETag and a
-    /// length, not `no-store` or `private`, no SSE-C, within the size bounds.
-    pub fn plan(&self, lookup: &Lookup, head: &ResponseHead) -> Option<Plan> {
+    pub fn meta_name(&self, lookup: &Lookup) -> String {
+        key::meta(&self.cfg.prefix, &lookup.identity)
+    }
+
+    /// A fill of this answer under the claim `guard`, when it may be stored: a 200
+    /// or a 206 of known total size, with a strong ETag and a length, not
+    /// `no-store` or `private`, no SSE-C, within the size bounds.
+    pub fn plan(
+        &self,
+        lookup: &Lookup,
+        head: &ResponseHead,
+        guard: FillGuard,
+    ) -> Result<Plan, Unstored> {
+        if self.outside_bounds(head) {
+            return Err(Unstored::Size);
+        }
+        let (offset, size) = self.extent(head).ok_or(Unstored::Answer)?;
+        let (meta, version) = self.version(lookup, head, size).ok_or(Unstored::Answer)?;
+        guard.begin(meta.clone(), version.clone());
+        Ok(Plan {
+            guard,
+            meta,
+            version,
+            offset,
+        })
+    }
+
+    /// The answer is of an object smaller or larger than the cache keeps.
+    pub fn outside_bounds(&self, head: &ResponseHead) -> bool {
+        self.extent(head)
+            .is_some_and(|(_, size)| size < self.cfg.min_size || size > self.cfg.max_size)
+    }
+
+    /// Where an answer's bytes begin in the object, and the object's size.
+    fn extent(&self, head: &ResponseHead) -> Option<(u64, u64)> {
         let length = head.length?;
         let (offset, size) = match head.status {
             StatusCode::OK => (0, length),
@@ -112,9 +155,16 @@ impl Cache {
             }
             _ => return None,
         };
-        if size == 0 || size < self.cfg.min_size || size > self.cfg.max_size {
-            return None;
-        }
+        (size > 0).then_some((offset, size))
+    }
+
+    /// The version an answer carries, if it may be stored.
+    fn version(
+        &self,
+        lookup: &Lookup,
+        head: &ResponseHead,
+        size: u64,
+    ) -> Option<(Arc<Meta>, String)> {
         let private = head.headers.get_all(CACHE_CONTROL).any(|v| {
             v.to_str().unwrap_or("").split(',').any(|d| {
                 let d = d.trim();
@@ -138,8 +188,6 @@ impl Cache {
             headers: meta::representation(head),
             complete: false,
         });
-        let name = key::meta(&self.cfg.prefix, &lookup.identity);
-        let guard = self.fills.begin(&name, meta, version)?;
-        Some(Plan { guard, offset })
+        Some((meta, version))
     }
 }

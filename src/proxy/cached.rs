@@ -13,6 +13,7 @@ use actix_web::HttpResponse;
 use log::debug;
 
 use crate::cache::hit::{self, Miss};
+use crate::cache::lock::Claim;
 use crate::cache::request::{self, Lookup};
 use crate::cache::{fill, meta, Cache, Known};
 use crate::observe::cache_stats::{Outcome, STATS};
@@ -48,17 +49,33 @@ pub async fn answer(
     };
     // A miss the cache failed on counts as an error.
     let mut miss = Outcome::Miss;
+    let up = &ex.worker.cache_upstream;
+    let name = cache.meta_name(&lookup);
+    // The claim to fill the object, taken before the origin is asked when the cache
+    // does not hold it: readers that come meanwhile wait for this one's version.
+    let mut claim = None;
     let known = match lookup.own_conditions {
         // The client's own conditions decide; its answer is its own.
         true => None,
-        false => cache
-            .known(&ex.worker.cache_upstream, &lookup)
-            .await
-            .unwrap_or_else(|e| {
+        false => match cache.known(up, &lookup).await {
+            Ok(Some(known)) => Some(known),
+            Ok(None) => match cache.fills.claim(&name) {
+                Some(Claim::Mine(guard)) => {
+                    claim = Some(guard);
+                    None
+                }
+                Some(Claim::Theirs(fill)) => fill.wait_version().await.map(|meta| Known {
+                    meta,
+                    filling: Some(fill),
+                }),
+                None => None,
+            },
+            Err(e) => {
                 miss = Outcome::Error;
                 debug!("cache lookup of {}: {e}", lookup.identity);
                 None
-            }),
+            }
+        },
     };
     let condition = known
         .as_ref()
@@ -91,18 +108,18 @@ pub async fn answer(
             };
         }
     }
-    let filler = cache.plan(&lookup, &res.head).map(|plan| {
-        fill::start(
-            cache.clone(),
-            ex.worker.cache_upstream.clone(),
-            plan.guard,
-            plan.offset,
-        )
+    // A fill needs the claim: taken now if not before (and not held by another).
+    let claim = claim.or_else(|| match cache.fills.claim(&name) {
+        Some(Claim::Mine(guard)) => Some(guard),
+        _ => None,
     });
-    tagged(
-        respond(false, res, guard, ex.shared, Some(filler)),
-        Outcome::Miss,
-    )
+    if miss == Outcome::Miss && cache.outside_bounds(&res.head) {
+        miss = Outcome::Bypass;
+    }
+    let filler = claim
+        .and_then(|claim| cache.plan(&lookup, &res.head, claim).ok())
+        .map(|plan| fill::start(cache.clone(), up.clone(), plan));
+    tagged(respond(false, res, guard, ex.shared, Some(filler)), miss)
 }
 
 /// The cached bytes the request asks for, with the stored headers updated by the
