@@ -1,5 +1,6 @@
 //! The S3 shared cache when its store fails: down at start, killed under reads,
-//! stopped (accepting and never answering), or dying while a hit is being sent.
+//! stopped (accepting and never answering), dying while a hit is being sent, or
+//! holding a corrupt block deeper than a hit checks before its head.
 //! Clients get the origin's answer, or a cut connection once a hit's head is out;
 //! never a cache error, never wrong bytes.
 
@@ -170,4 +171,82 @@ fn a_cache_store_dying_while_a_hit_is_sent_cuts_the_client_connection() {
     assert!(got < size, "the whole body arrived after the store died");
     assert!(first == body[..1000], "wrong bytes");
     assert!(rest == body[1000..got], "wrong bytes before the cut");
+}
+
+/// GET on a fresh connection: (status line, X-Cache, the body as far as it came).
+fn read_all(sk: &Sidekick, path: &str) -> (String, Option<String>, Vec<u8>) {
+    let mut stream = TcpStream::connect(sk.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut r = BufReader::new(stream);
+    let (status, headers) = read_head(&mut r).unwrap();
+    let x_cache = headers
+        .iter()
+        .find(|(n, _)| n == "x-cache")
+        .map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Err(e) = r.read_to_end(&mut body) {
+        assert!(
+            !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "the connection hangs: {e}"
+        );
+    }
+    (status, x_cache, body)
+}
+
+#[test]
+fn a_corrupt_block_deep_in_a_large_object_costs_at_most_one_cut_read() {
+    let w = Wire::start();
+    // Far past what a hit checks before its head.
+    let size = 12 << 20;
+    let body = bytes(size, 41);
+    w.origin.put("/bkt/deep", Object::new(body.clone(), "d1"));
+    let res = w.get("/bkt/deep", &[]);
+    assert!(res.status == 200 && res.body == body, "fill read");
+    w.sk.wait_filled(size as u64);
+    let (_, x_cache, got) = read_all(&w.sk, "/bkt/deep");
+    assert!(
+        x_cache.as_deref() == Some("HIT") && got == body,
+        "cached read"
+    );
+
+    let index = 150;
+    let name = w
+        .store
+        .list(&w.boto, "blocks/")
+        .into_iter()
+        .map(|(k, _)| k)
+        .find(|k| k.ends_with(&format!("/{index}")))
+        .expect("block 150 stored");
+    let mut raw = w.boto.get_raw(&w.store.key, &w.store.bucket, &name);
+    raw[16 + 7] ^= 0x01;
+    w.boto.put(&w.store.key, &w.store.bucket, &name, &raw);
+
+    // The first read may find the block only after its head: cut, never wrong bytes.
+    let (status, x_cache, got) = read_all(&w.sk, "/bkt/deep");
+    assert!(status.contains(" 200 "), "{status}");
+    assert!(
+        got.len() <= size && got == body[..got.len()],
+        "wrong bytes ({x_cache:?})"
+    );
+    eprintln!(
+        "first read after the corruption: {} of {size} bytes, {x_cache:?}",
+        got.len()
+    );
+    // Every later read is whole and right.
+    for i in 0..2 {
+        let (status, x_cache, got) = read_all(&w.sk, "/bkt/deep");
+        assert!(status.contains(" 200 "), "{status}");
+        assert!(
+            got.len() == size && got == body,
+            "read {i} after the corruption: {} of {size} bytes ({x_cache:?})",
+            got.len()
+        );
+    }
 }
