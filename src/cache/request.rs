@@ -44,12 +44,14 @@ pub struct Lookup {
     pub own_conditions: bool,
 }
 
-/// `None` for a request the cache must leave alone.
+/// `None` for a request the cache must leave alone. `authority` is HTTP/2's, the
+/// host when no `Host` header came.
 pub fn lookup(
     method: &Method,
     path: &str,
     query: Option<&str>,
     headers: &HeaderMap,
+    authority: Option<&str>,
 ) -> Option<Lookup> {
     if method != Method::GET || path.len() < 2 || path.ends_with('/') {
         return None;
@@ -79,7 +81,7 @@ pub fn lookup(
         1 => Some(range::parse(headers.get(header::RANGE)?.to_str().ok()?)?),
         _ => return None,
     };
-    let identity = identity(path, host(headers)?)?;
+    let identity = identity(path, host(headers).or(authority)?)?;
     let own_conditions = CONDITIONAL.iter().any(|h| headers.contains_key(h));
     Some(Lookup {
         identity,
@@ -128,7 +130,7 @@ mod tests {
     fn get(path: &str, query: Option<&str>, extra: &[(&str, &str)]) -> Option<Lookup> {
         let mut pairs = vec![("host", "localhost:8080")];
         pairs.extend_from_slice(extra);
-        lookup(&Method::GET, path, query, &headers(&pairs))
+        lookup(&Method::GET, path, query, &headers(&pairs), None)
     }
 
     #[test]
@@ -154,14 +156,16 @@ mod tests {
             "/dir/k",
             None,
             &headers(&[("host", "Bucket.s3.example.com")]),
+            None,
         );
         assert_eq!(vhost.unwrap().identity, "bucket.s3.example.com/dir/k");
     }
 
     #[test]
     fn everything_else_passes_through() {
-        assert!(lookup(&Method::HEAD, "/b/k", None, &headers(&[("host", "h")])).is_none());
-        assert!(lookup(&Method::PUT, "/b/k", None, &headers(&[("host", "h")])).is_none());
+        let h = headers(&[("host", "h")]);
+        assert!(lookup(&Method::HEAD, "/b/k", None, &h, None).is_none());
+        assert!(lookup(&Method::PUT, "/b/k", None, &h, None).is_none());
         for query in [
             "versionId=3",
             "partNumber=1",
@@ -184,6 +188,14 @@ mod tests {
         let sse_c = ("x-amz-server-side-encryption-customer-algorithm", "AES256");
         assert!(get("/b/k", None, &[sse_c]).is_none());
         assert!(get("/b/k", None, &[("content-length", "3")]).is_none());
-        assert!(lookup(&Method::GET, "/b/k", None, &HeaderMap::new()).is_none());
+        assert!(lookup(&Method::GET, "/b/k", None, &HeaderMap::new(), None).is_none());
+        let h2 = lookup(
+            &Method::GET,
+            "/b/k",
+            None,
+            &HeaderMap::new(),
+            Some("localhost:8080"),
+        );
+        assert_eq!(h2.unwrap().identity, "/b/k");
     }
 }

@@ -37,7 +37,10 @@ pub async fn answer(
     };
     let req = ex.req;
     let lookup = (cache.ready() && matches!(body, Body::None))
-        .then(|| request::lookup(req.method(), path, query, req.headers()))
+        .then(|| {
+            let authority = req.uri().authority().map(|a| a.as_str());
+            request::lookup(req.method(), path, query, req.headers(), authority)
+        })
         .flatten();
     let Some(lookup) = lookup else {
         let head_request = req.method() == Method::HEAD;

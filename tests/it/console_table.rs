@@ -329,3 +329,36 @@ fn no_table_when_stdout_is_not_a_terminal() {
     let (out, _) = sk.stop();
     assert!(out.is_empty(), "{out:?}");
 }
+
+#[test]
+fn the_cache_stores_nodes_are_drawn_under_the_backends() {
+    let tmux = Tmux::new();
+    let backend = Backend::start("origin");
+    let store = Backend::start("store");
+    let port = free_port("127.0.0.1");
+    tmux.run(
+        120,
+        &format!(
+            "{BIN} --address 127.0.0.1:{port} --health-duration 1s --cache-endpoint {} \
+             --cache-bucket b --cache-access-key k --cache-secret-key s {}",
+            store.url(),
+            backend.url()
+        ),
+    );
+    let node = format!("cache node {}", store.url());
+    wait_for("the cache node up in the table", LIMIT, || {
+        let screen = tmux.screen();
+        screen.contains("cache store: 1/1 nodes up")
+            && row(&screen, &node).is_some_and(|l| l.contains(" UP "))
+    });
+    drop(store);
+    wait_for("the cache node down in the table", LIMIT, || {
+        let screen = tmux.screen();
+        screen.contains("cache store: 0/1 nodes up")
+            && row(&screen, &node).is_some_and(|l| l.contains(" DOWN "))
+    });
+    // The backends' count leaves the cache's nodes out.
+    let screen = tmux.screen();
+    let title = screen.lines().next().unwrap_or_default();
+    assert!(title.contains("1/1 backends up"), "{screen}");
+}
