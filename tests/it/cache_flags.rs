@@ -2,9 +2,8 @@
 //! listens, `--check` shows the cache settings with the secret redacted, and with no
 //! cache nothing about it shows in answers.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -29,41 +28,11 @@ fn cache(extra: &[&'static str]) -> Vec<&'static str> {
 /// not exit in time is killed and fails the test: it would have served.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let port = free_port("127.0.0.1").to_string();
-    let mut child = Command::new(BIN)
-        .args(["--address", &format!("127.0.0.1:{port}")])
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--address", &format!("127.0.0.1:{port}")])
         .args(args)
-        .env_remove("SIDEKICK_ADDRESS")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run sidekick");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{args:?}: sidekick did not exit");
-        }
-        // Only paces the polling of `try_wait`.
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let (mut out, mut err) = (String::new(), String::new());
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), out, err)
+        .env_remove("SIDEKICK_ADDRESS");
+    exits(cmd)
 }
 
 #[test]

@@ -1,12 +1,10 @@
 //! The command line through the real binary: `--check` output, exit codes, messages,
 //! `--help` and the README that copies it.
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use crate::common::{wait_for, BIN};
+use crate::common::BIN;
 
 const SEE_HELP: &str = "  see `sidekick --help`";
 
@@ -224,53 +222,11 @@ fn hints_name_the_close_flag_the_valid_values_and_the_ellipses() {
     }
 }
 
-/// Kills the child if the test ends before it does.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs sidekick expecting it to exit by itself; returns its code, stdout and stderr.
 fn exits(args: &[&str]) -> (Option<i32>, String, String) {
-    let child = Command::new(BIN)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sidekick");
-    let mut guard = Guard(child);
-    let mut code = None;
-    wait_for(
-        "sidekick to exit",
-        Duration::from_secs(20),
-        || match guard.0.try_wait().expect("wait") {
-            Some(status) => {
-                code = status.code();
-                true
-            }
-            None => false,
-        },
-    );
-    let (mut out, mut err) = (String::new(), String::new());
-    guard
-        .0
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    guard
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (code, out, err)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    crate::common::exits(cmd)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -272,16 +272,10 @@ fn unfit(screen: &str, urls: &[String]) -> Result<usize, String> {
 /// Polls until the table fits a `width`-column screen (a resize is drawn within half
 /// a second), or fails with what is wrong with it.
 fn fits(s: &Setup, width: usize) -> usize {
-    let deadline = Instant::now() + LIMIT;
-    loop {
+    wait_until(&format!("the table to fit {width} columns"), LIMIT, || {
         let screen = s.tmux.screen();
-        match unfit(&screen, &s.urls) {
-            Ok(n) => return n,
-            Err(e) if Instant::now() > deadline => panic!("{width} columns: {e}\n{screen}"),
-            // Only paces the polling of the screen.
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    }
+        unfit(&screen, &s.urls).map_err(|e| format!("{e}\n{screen}"))
+    })
 }
 
 #[test]

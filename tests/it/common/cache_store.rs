@@ -2,11 +2,11 @@
 //! key of its own, the `--cache-*` flags that point sidekick at it, and waiting on
 //! sidekick's cache (readiness, fills) by its log and metrics.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::boto::{Boto, S3Key};
 use super::garage::{Garage, REGION};
-use super::{wait_for, Sidekick};
+use super::{wait_for, wait_until, Sidekick};
 
 /// A cache bucket, and sidekick's own key for it (allowed on that bucket alone).
 #[derive(Clone, Debug)]
@@ -95,23 +95,19 @@ impl Sidekick {
     /// Waits for the start check's line saying the bucket can be used.
     pub fn wait_cache_ready(&self, bucket: &str) {
         let line = format!("cache bucket {bucket}");
-        let deadline = Instant::now() + CACHE_WAIT;
-        loop {
-            let log = self.log.lock().unwrap().clone();
-            if log
+        wait_until("the cache bucket usable", CACHE_WAIT, || {
+            let log = self.log.lock().unwrap();
+            let ready = log
                 .iter()
-                .any(|l| l.contains(&line) && l.contains("readable and writable"))
-            {
-                return;
+                .any(|l| l.contains(&line) && l.contains("readable and writable"));
+            match ready {
+                true => Ok(()),
+                false => Err(format!(
+                    "no line saying the cache bucket {bucket} is usable in the log:\n{}",
+                    log.join("\n")
+                )),
             }
-            assert!(
-                Instant::now() < deadline,
-                "no line saying the cache bucket {bucket} is usable in the log:\n{}",
-                log.join("\n")
-            );
-            // Only paces the reading of the log.
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        });
     }
 
     /// A cache metric in a fresh scrape (`label` as in `sample_with`), 0 if absent.

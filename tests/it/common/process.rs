@@ -15,11 +15,64 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_sidekick");
 
 /// Polls `cond` until it holds or `limit` passes; the pause only paces the polling.
 pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    wait_until(what, limit, || cond().then_some(()).ok_or_else(String::new));
+}
+
+/// Polls `poll` until it gives a value or `limit` passes; a timeout fails the test
+/// with the last reason `poll` gave. The pause only paces the polling.
+pub fn wait_until<T>(
+    what: &str,
+    limit: Duration,
+    mut poll: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + limit;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        match poll() {
+            Ok(value) => return value,
+            Err(why) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}\n{why}"
+            ),
+        }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Kills the child if the test ends before it does.
+pub struct ChildGuard(pub Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` expecting it to exit by itself within 20 s (one still running is
+/// killed and fails the test: it would have served); its code, stdout and stderr.
+pub fn exits(mut cmd: Command) -> (Option<i32>, String, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let mut guard = ChildGuard(child);
+    let code = wait_until(
+        "the command to exit",
+        Duration::from_secs(20),
+        || match guard.0.try_wait().expect("wait") {
+            Some(status) => Ok(status.code()),
+            None => Err(format!("{cmd:?} still runs")),
+        },
+    );
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut stdout) = guard.0.stdout.take() {
+        stdout.read_to_string(&mut out).expect("read stdout");
+    }
+    if let Some(mut stderr) = guard.0.stderr.take() {
+        stderr.read_to_string(&mut err).expect("read stderr");
+    }
+    (code, out, err)
 }
 
 /// A port free on `ip` right now, for processes that must be told their port
@@ -197,15 +250,12 @@ impl Sidekick {
 
     /// Waits for the process to exit and returns its exit code.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code();
+        wait_until("sidekick to exit", limit, || {
+            match self.child.try_wait().expect("wait") {
+                Some(status) => Ok(status.code()),
+                None => Err(String::new()),
             }
-            assert!(Instant::now() < deadline, "sidekick did not exit");
-            // Only paces the polling of `try_wait`.
-            thread::sleep(Duration::from_millis(10));
-        }
+        })
     }
 
     pub fn get(&self, path: &str) -> Response {
