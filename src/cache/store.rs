@@ -64,6 +64,40 @@ enum Verb {
     Put,
 }
 
+/// A condition on a PUT (RFC 9110 §13.1), honoured by AWS S3 and MinIO; some stores
+/// (Garage 2.5) ignore it and overwrite.
+#[derive(Clone, Copy, Debug)]
+pub enum Condition<'a> {
+    /// `If-None-Match: *`: only if no object has the name.
+    Absent,
+    /// `If-Match: <etag>`: only if the object is still this version.
+    Matches(&'a str),
+}
+
+/// What a conditional PUT did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    /// `412`: the condition did not hold, nothing was written.
+    Refused,
+}
+
+/// One answer of the store: its status, ETag and body.
+struct Answer {
+    status: StatusCode,
+    etag: Option<String>,
+    body: Bytes,
+}
+
+/// A 2xx answer, `None` for a 404, an error for any other status.
+fn found(answer: Answer) -> Result<Option<Answer>, StoreError> {
+    match answer.status {
+        StatusCode::NOT_FOUND => Ok(None),
+        s if s.is_success() => Ok(Some(answer)),
+        s => Err(STATS.error(StoreError::Status(s))),
+    }
+}
+
 impl Store {
     pub fn new(cfg: &CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
         Store {
@@ -87,17 +121,51 @@ impl Store {
         name: &str,
         max: usize,
     ) -> Result<Option<Bytes>, StoreError> {
-        self.request(up, Verb::Get, name, None, max).await
+        Ok(self.get_tagged(up, name, max).await?.map(|(body, _)| body))
+    }
+
+    /// The object `name` and its ETag (as the store sends it), or `None`.
+    pub async fn get_tagged(
+        &self,
+        up: &Upstream,
+        name: &str,
+        max: usize,
+    ) -> Result<Option<(Bytes, Option<String>)>, StoreError> {
+        let answer = self.request(up, Verb::Get, name, None, None, max).await?;
+        Ok(found(answer)?.map(|a| (a.body, a.etag)))
     }
 
     /// Whether the store has the object `name`.
     pub async fn has(&self, up: &Upstream, name: &str) -> Result<bool, StoreError> {
-        Ok(self.request(up, Verb::Head, name, None, 0).await?.is_some())
+        let answer = self.request(up, Verb::Head, name, None, None, 0).await?;
+        Ok(found(answer)?.is_some())
     }
 
     pub async fn put(&self, up: &Upstream, name: &str, data: Bytes) -> Result<(), StoreError> {
-        match self.request(up, Verb::Put, name, Some(data), 0).await? {
+        let answer = self.request(up, Verb::Put, name, Some(data), None, 0).await?;
+        match found(answer)? {
             Some(_) => Ok(()),
+            None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
+        }
+    }
+
+    /// A PUT under `condition`: `Refused` when the store answered 412. A store that
+    /// ignores the condition writes (`cache::claim` finds out at start).
+    pub async fn put_if(
+        &self,
+        up: &Upstream,
+        name: &str,
+        data: Bytes,
+        condition: Condition<'_>,
+    ) -> Result<Written, StoreError> {
+        let answer = self
+            .request(up, Verb::Put, name, Some(data), Some(condition), 0)
+            .await?;
+        if answer.status == StatusCode::PRECONDITION_FAILED {
+            return Ok(Written::Refused);
+        }
+        match found(answer)? {
+            Some(_) => Ok(Written::Done),
             None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
         }
     }
@@ -108,14 +176,17 @@ impl Store {
         verb: Verb,
         name: &str,
         data: Option<Bytes>,
+        condition: Option<Condition<'_>>,
         max: usize,
-    ) -> Result<Option<Bytes>, StoreError> {
+    ) -> Result<Answer, StoreError> {
         let Some(node) = self.view.load().pick(Balance::Least, &[]) else {
             return Err(STATS.error(StoreError::Down));
         };
+        STATS.store_requests.fetch_add(1, Relaxed);
         let guard = InFlight::new(node);
         let node = guard.backend();
-        let head = self.signed_head(node, verb, name, data.as_ref().map_or(0, Bytes::len))?;
+        let length = data.as_ref().map_or(0, Bytes::len);
+        let head = self.signed_head(node, verb, name, length, condition)?;
         let mut body = match data {
             Some(bytes) => Body::Buffered {
                 bytes,
@@ -131,10 +202,20 @@ impl Store {
             Ok(res) => res,
             Err(e) => return Err(STATS.error(self.failed(node, e.to_string()))),
         };
-        match res.head.status {
-            StatusCode::NOT_FOUND => return Ok(None),
-            s if !s.is_success() => return Err(STATS.error(StoreError::Status(s))),
-            _ => {}
+        let status = res.head.status;
+        let etag = res
+            .head
+            .headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !status.is_success() {
+            // A 404 or a 412 is an answer; the connection may carry no body to read.
+            return Ok(Answer {
+                status,
+                etag,
+                body: Bytes::new(),
+            });
         }
         let whole = match res.body {
             Reply::Empty => Bytes::new(),
@@ -153,7 +234,11 @@ impl Store {
                 out.freeze()
             }
         };
-        Ok(Some(whole))
+        Ok(Answer {
+            status,
+            etag,
+            body: whole,
+        })
     }
 
     fn failed(&self, node: &Backend, error: String) -> StoreError {
@@ -172,6 +257,7 @@ impl Store {
         verb: Verb,
         name: &str,
         length: usize,
+        condition: Option<Condition<'_>>,
     ) -> Result<Vec<u8>, StoreError> {
         let endpoint = format!("{}://{}", node.endpoint.scheme, node.endpoint.authority);
         let failed = |e: &dyn std::fmt::Display| StoreError::Failed(format!("{endpoint}: {e}"));
@@ -201,6 +287,12 @@ impl Store {
         };
         if matches!(verb, Verb::Put) {
             head.push_str(&format!("content-length: {length}\r\n"));
+        }
+        // Not signed: a presigned URL signs only the host.
+        match condition {
+            Some(Condition::Absent) => head.push_str("if-none-match: *\r\n"),
+            Some(Condition::Matches(etag)) => head.push_str(&format!("if-match: {etag}\r\n")),
+            None => {}
         }
         head.push_str("\r\n");
         Ok(head.into_bytes())

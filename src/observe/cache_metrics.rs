@@ -91,6 +91,25 @@ impl Collector for CacheFamilies {
             None,
             s.errors.load(Relaxed),
         )?;
+        single(
+            e,
+            "sidekick_cache_store_requests",
+            "Requests sent to the cache store.",
+            None,
+            s.store_requests.load(Relaxed),
+        )?;
+        labelled(
+            e,
+            "sidekick_cache_claims",
+            "Fleet claims of a cold object's fill: taken by this sidekick (won), held by another sidecar and waited on (waited), given up because their holder made no progress for the lease (expired).",
+            None,
+            "result",
+            &[
+                ("won", s.claims_won.load(Relaxed)),
+                ("waited", s.claims_waited.load(Relaxed)),
+                ("expired", s.claims_expired.load(Relaxed)),
+            ],
+        )?;
         let mut up = e.encode_descriptor(
             "sidekick_cache_up",
             "Whether the cache store node is up (1) or down (0).",

@@ -41,6 +41,13 @@ pub struct CacheStats {
     pub fills_dropped: AtomicU64,
     /// Requests to the cache store that failed.
     pub errors: AtomicU64,
+    /// Requests sent to the cache store.
+    pub store_requests: AtomicU64,
+    /// Fleet claims of a fill (`cache::claim`): taken by this sidekick, waited on
+    /// (another sidecar held it), and given up on (its holder made no progress).
+    pub claims_won: AtomicU64,
+    pub claims_waited: AtomicU64,
+    pub claims_expired: AtomicU64,
 }
 
 pub static STATS: CacheStats = CacheStats {
@@ -53,6 +60,10 @@ pub static STATS: CacheStats = CacheStats {
     fill_bytes: AtomicU64::new(0),
     fills_dropped: AtomicU64::new(0),
     errors: AtomicU64::new(0),
+    store_requests: AtomicU64::new(0),
+    claims_won: AtomicU64::new(0),
+    claims_waited: AtomicU64::new(0),
+    claims_expired: AtomicU64::new(0),
 };
 
 impl CacheStats {
