@@ -1,5 +1,5 @@
 //! Names in the cache bucket. One metadata object per object (the version filled
-//! last) under `meta/`, and the blocks of each version under `blocks/<hash>/`, the hash
+//! last) under `meta/`, the fleet's claim of its fill under `claims/` (same hash), and the blocks of each version under `blocks/<hash>/`, the hash
 //! covering what makes a version: a new ETag or size is new names, so an overwrite on
 //! the origin needs no invalidation.
 
@@ -20,6 +20,12 @@ pub fn meta(prefix: &str, identity: &str) -> String {
         .chain_update(identity.as_bytes())
         .finalize();
     format!("{prefix}meta/{}", hex(&digest))
+}
+
+/// The fleet's claim of the fill of an object (`cache::claim`).
+pub fn claim(prefix: &str, identity: &str) -> String {
+    let meta = meta("", identity);
+    format!("{prefix}claims/{}", &meta["meta/".len()..])
 }
 
 /// The folder of one version's blocks.
@@ -60,5 +66,9 @@ mod tests {
         assert_eq!(block(&base, 7), format!("{base}/7"));
         assert_ne!(meta("", "/b/k"), meta("", "/b/k2"));
         assert!(meta("x/", "/b/k").starts_with("x/meta/"));
+        assert_eq!(
+            claim("x/", "/b/k")["x/claims/".len()..],
+            meta("x/", "/b/k")["x/meta/".len()..]
+        );
     }
 }

@@ -3,9 +3,14 @@
 //! while it waits for the origin's answer wait for the version it fills (a short
 //! wait), revalidate with the origin using that ETag, then wait for the blocks they
 //! need to be written. So concurrent misses fetch the object's bytes once.
+//!
+//! Across sidecars the same happens through the bucket (`cache::claim`): the local
+//! claimer also takes the fleet's claim, or, when another sidecar holds it, mirrors
+//! that fill's progress into its local `Fill`, so local waiters wait the same way.
 
 use std::collections::HashMap;
 use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,8 +18,9 @@ use tokio::sync::Notify;
 
 use crate::cache::meta::Meta;
 
-/// Longest wait for the next step of a fill in progress (its version, a block).
-const STALL: Duration = Duration::from_secs(2);
+/// Longest wait for the next step of a fill in progress (its version, a block); also
+/// the lease of a fleet claim without progress.
+pub const STALL: Duration = Duration::from_secs(2);
 
 /// The fills in progress, by metadata name.
 #[derive(Default)]
@@ -25,6 +31,19 @@ pub struct Fills {
 pub struct Fill {
     state: Mutex<State>,
     changed: Notify,
+    /// Bytes of the answer seen by the fill (progress, even inside a block).
+    received: AtomicU64,
+}
+
+/// Where a fill stands, for the fleet's claim.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub version: Option<Arc<Meta>>,
+    /// Blocks `first..next` are stored (a fill stores its blocks in order).
+    pub first: u64,
+    pub next: u64,
+    pub received: u64,
+    pub ended: bool,
 }
 
 #[derive(Default)]
@@ -59,6 +78,7 @@ impl Fills {
         let fill = Arc::new(Fill {
             state: Mutex::new(State::default()),
             changed: Notify::new(),
+            received: AtomicU64::new(0),
         });
         map.insert(name.to_string(), fill.clone());
         Some(Claim::Mine(FillGuard {
@@ -99,6 +119,46 @@ impl Fill {
             }
         }
         self.changed.notify_waiters();
+    }
+
+    /// Counts bytes of the answer seen.
+    pub fn received(&self, bytes: u64) {
+        self.received.fetch_add(bytes, Relaxed);
+    }
+
+    /// Wakes the waiters with no change: the fill is alive (its holder in another
+    /// sidecar progressed), so the stall bound starts again.
+    pub fn nudge(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Where the fill stands.
+    pub fn progress(&self) -> Progress {
+        let received = self.received.load(Relaxed);
+        let Ok(state) = self.state.lock() else {
+            return Progress {
+                ended: true,
+                ..Progress::default()
+            };
+        };
+        let first = state.stored.iter().position(|&b| b).unwrap_or(0);
+        let next = first
+            + state.stored[first..]
+                .iter()
+                .take_while(|&&b| b)
+                .count();
+        Progress {
+            version: state.version.as_ref().map(|(meta, _)| meta.clone()),
+            first: first as u64,
+            next: next as u64,
+            received,
+            ended: state.ended,
+        }
+    }
+
+    /// Returns when something changed, or after `within`.
+    pub async fn changed(&self, within: Duration) {
+        let _ = actix_rt::time::timeout(within, self.changed.notified()).await;
     }
 
     /// Waits until `ready` says yes (`Some`) or no (`None` in its `Option`), the

@@ -4,6 +4,7 @@
 //! things live in the bucket, and reads and fills blocks.
 
 pub mod block;
+pub mod claim;
 pub mod fill;
 pub mod hit;
 pub mod key;
@@ -38,6 +39,8 @@ pub struct Cache {
     pub fills: Arc<Fills>,
     /// The bucket passed its read-write check (`startup`).
     usable: AtomicBool,
+    /// The store honours conditional writes (found by `startup`): claims are atomic.
+    conditional: AtomicBool,
 }
 
 /// The version of an object the cache holds, as far as it knows.
@@ -74,6 +77,7 @@ impl Cache {
             store,
             fills: Arc::default(),
             usable: AtomicBool::new(false),
+            conditional: AtomicBool::new(false),
         }
     }
 
@@ -84,6 +88,15 @@ impl Cache {
 
     fn set_usable(&self, usable: bool) {
         self.usable.store(usable, Relaxed);
+    }
+
+    /// Whether the store honours `If-None-Match: *` and `If-Match` on a PUT.
+    pub fn conditional(&self) -> bool {
+        self.conditional.load(Relaxed)
+    }
+
+    fn set_conditional(&self, conditional: bool) {
+        self.conditional.store(conditional, Relaxed);
     }
 
     /// What the cache holds of the object: the fill in progress here, else the

@@ -77,7 +77,8 @@ pub enum Condition<'a> {
 /// What a conditional PUT did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Written {
-    Done,
+    /// Written; the new version's ETag, when the store sent one.
+    Done(Option<String>),
     /// `412`: the condition did not hold, nothing was written.
     Refused,
 }
@@ -165,7 +166,7 @@ impl Store {
             return Ok(Written::Refused);
         }
         match found(answer)? {
-            Some(_) => Ok(Written::Done),
+            Some(answer) => Ok(Written::Done(answer.etag)),
             None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
         }
     }
