@@ -98,7 +98,7 @@ impl Record {
 
     /// The version it fills, checked as metadata read from the store is.
     fn version(&self, identity: &str, max_size: u64) -> Option<Meta> {
-        let meta = Meta::decode(self.meta.as_ref()?.as_bytes(), identity)?;
+        let meta = Meta::decode(self.meta.as_ref()?.as_bytes(), identity, max_size)?;
         // Bounds the memory a mirror spends on the fill's blocks.
         let sane = meta.size <= max_size && meta.block_size >= 64 << 10;
         sane.then_some(meta)

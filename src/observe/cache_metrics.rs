@@ -110,6 +110,13 @@ impl Collector for CacheFamilies {
                 ("expired", s.claims_expired.load(Relaxed)),
             ],
         )?;
+        single(
+            e,
+            "sidekick_cache_bad_metadata",
+            "Metadata objects read from the cache store that failed validation (an ETag that is not strong visible ASCII, a header that is not a representation header, sizes out of bounds): each a miss.",
+            None,
+            s.bad_meta.load(Relaxed),
+        )?;
         let mut up = e.encode_descriptor(
             "sidekick_cache_up",
             "Whether the cache store node is up (1) or down (0).",

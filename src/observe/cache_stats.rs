@@ -48,6 +48,8 @@ pub struct CacheStats {
     pub claims_won: AtomicU64,
     pub claims_waited: AtomicU64,
     pub claims_expired: AtomicU64,
+    /// Metadata objects read back that failed validation (a miss each).
+    pub bad_meta: AtomicU64,
 }
 
 pub static STATS: CacheStats = CacheStats {
@@ -64,6 +66,7 @@ pub static STATS: CacheStats = CacheStats {
     claims_won: AtomicU64::new(0),
     claims_waited: AtomicU64::new(0),
     claims_expired: AtomicU64::new(0),
+    bad_meta: AtomicU64::new(0),
 };
 
 impl CacheStats {
