@@ -15,6 +15,7 @@ use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt};
 use log::debug;
 
+use crate::cache::lock::Fill;
 use crate::cache::meta::Meta;
 use crate::cache::{block, key, Cache, Plan};
 use crate::observe::cache_stats::STATS;
@@ -60,6 +61,8 @@ pub struct Filler {
     current: BytesMut,
     budget: Option<Reservation>,
     out: mpsc::UnboundedSender<Copied>,
+    /// Told of every byte seen: the fleet's claim shows the progress.
+    fill: Option<Arc<Fill>>,
 }
 
 impl Filler {
@@ -69,6 +72,9 @@ impl Filler {
 
     /// Takes the next bytes of the answer; false once the fill is dropped.
     fn feed(&mut self, mut data: &[u8]) -> bool {
+        if let Some(fill) = &self.fill {
+            fill.received(data.len() as u64);
+        }
         while !data.is_empty() && self.offset < self.size {
             let index = self.offset / self.block_size;
             let start = index * self.block_size;
@@ -121,6 +127,7 @@ pub fn start(cache: Arc<Cache>, up: Rc<Upstream>, plan: Plan) -> Filler {
         current: BytesMut::new(),
         budget: None,
         out: tx,
+        fill: Some(plan.guard.fill.clone()),
     };
     actix_rt::spawn(write(cache, up, plan, rx));
     filler
@@ -240,6 +247,7 @@ mod tests {
             current: BytesMut::new(),
             budget: None,
             out,
+            fill: None,
         };
         (filler, rx)
     }

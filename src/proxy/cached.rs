@@ -15,7 +15,7 @@ use log::debug;
 use crate::cache::hit::{self, Miss};
 use crate::cache::lock::Claim;
 use crate::cache::request::{self, Lookup};
-use crate::cache::{fill, meta, Cache, Known};
+use crate::cache::{claim, fill, meta, Cache, Known};
 use crate::observe::cache_stats::{Outcome, STATS};
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::Exchange;
@@ -61,8 +61,14 @@ pub async fn answer(
         // The client's own conditions decide; its answer is its own.
         true => None,
         false => match cache.known(up, &lookup).await {
+            // Held in part: its fill may be running in another sidecar.
+            Ok(Some(known)) if known.filling.is_none() && !known.meta.complete => {
+                let filling = claim::join(cache, up, &name, &known.meta).await;
+                Some(Known { filling, ..known })
+            }
             Ok(Some(known)) => Some(known),
-            Ok(None) => match cache.fills.claim(&name) {
+            // Claimed in this sidekick and in the bucket: one fill for the fleet.
+            Ok(None) => match claim::claim(cache, up, &name, &lookup.identity).await {
                 Some(Claim::Mine(guard)) => {
                     claim = Some(guard);
                     None

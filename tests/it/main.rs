@@ -7,6 +7,7 @@ mod common;
 mod balancing;
 mod cache;
 mod cache_cacheable;
+mod cache_fleet;
 mod cache_flags;
 mod cache_memory;
 mod cache_store_faults;
