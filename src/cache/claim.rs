@@ -387,7 +387,8 @@ fn mirror(cache: &Cache, identity: &str, guard: &FillGuard, seen: &Record, now: 
     for index in from..now.next.min(meta.blocks()) {
         fill.stored(index);
     }
-    (&now.meta, now.next, now.received, now.done) != (&seen.meta, seen.next, seen.received, seen.done)
+    (&now.meta, now.next, now.received, now.done)
+        != (&seen.meta, seen.next, seen.received, seen.done)
 }
 
 /// The claim of a cold object's fill: the local one (`cache::lock`), and, when this
@@ -503,8 +504,14 @@ mod tests {
         assert!(!r.worth_following("/b/k", 1 << 30), "a fill that gave up");
         r.meta = String::from_utf8(meta(200_000).encode()).ok();
         r.next = 4;
-        assert!(r.worth_following("/b/k", 1 << 30), "a fill with every block");
+        assert!(
+            r.worth_following("/b/k", 1 << 30),
+            "a fill with every block"
+        );
         r.next = 3;
-        assert!(!r.worth_following("/b/k", 1 << 30), "a fill short of a block");
+        assert!(
+            !r.worth_following("/b/k", 1 << 30),
+            "a fill short of a block"
+        );
     }
 }

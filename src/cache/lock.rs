@@ -142,11 +142,7 @@ impl Fill {
             };
         };
         let first = state.stored.iter().position(|&b| b).unwrap_or(0);
-        let next = first
-            + state.stored[first..]
-                .iter()
-                .take_while(|&&b| b)
-                .count();
+        let next = first + state.stored[first..].iter().take_while(|&&b| b).count();
         Progress {
             version: state.version.as_ref().map(|(meta, _)| meta.clone()),
             first: first as u64,

@@ -180,7 +180,9 @@ impl Store {
     }
 
     pub async fn put(&self, up: &Upstream, name: &str, data: Bytes) -> Result<(), StoreError> {
-        let answer = self.request(up, Verb::Put, name, Some(data), None, 0).await?;
+        let answer = self
+            .request(up, Verb::Put, name, Some(data), None, 0)
+            .await?;
         match found(answer)? {
             Some(_) => Ok(()),
             None => Err(StoreError::Status(StatusCode::NOT_FOUND)),

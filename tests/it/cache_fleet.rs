@@ -62,7 +62,10 @@ fn origin_bytes(origin: &Origin, path: &str) -> u64 {
 }
 
 fn claims(sk: &Sidekick, result: &str) -> f64 {
-    sk.cache_metric("sidekick_cache_claims_total", &format!("result=\"{result}\""))
+    sk.cache_metric(
+        "sidekick_cache_claims_total",
+        &format!("result=\"{result}\""),
+    )
 }
 
 /// Eight sidecars read one cold object at once: every byte right, and the origin
@@ -121,7 +124,10 @@ fn eight_sidecars_on_a_store_with_conditional_writes_fetch_a_cold_object_about_o
     eight_read_once(&fleet, &origin);
     // The claim was created once; the others' If-None-Match: * was refused.
     assert_eq!(store.names("cond", "claims/").len(), 1);
-    assert!(store.refused() > refused_at_start, "no conditional claim refused");
+    assert!(
+        store.refused() > refused_at_start,
+        "no conditional claim refused"
+    );
 }
 
 #[test]
@@ -173,7 +179,11 @@ fn readers_waiting_on_a_claimer_killed_mid_fill_get_the_object_from_the_origin()
         assert!(res.body == body, "reader {i}: not the object's bytes");
     }
     for sk in &fleet {
-        assert_eq!(claims(sk, "expired"), 1.0, "the dead claim was not given up");
+        assert_eq!(
+            claims(sk, "expired"),
+            1.0,
+            "the dead claim was not given up"
+        );
     }
 }
 

@@ -123,12 +123,7 @@ fn serve_one(
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("");
     let path = target.split('?').next().unwrap_or("").to_string();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(h, _)| h == n)
-            .map(|(_, v)| v.clone())
-    };
+    let get = |n: &str| headers.iter().find(|(h, _)| h == n).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if let Some(len) = get("content-length").and_then(|v| v.parse::<u64>().ok()) {
         r.by_ref().take(len).read_to_end(&mut body)?;

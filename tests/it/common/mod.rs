@@ -8,8 +8,8 @@
 mod backend;
 pub mod boto;
 pub mod cache_store;
-pub mod conditional_store;
 mod client;
+pub mod conditional_store;
 pub mod garage;
 pub mod origin;
 mod pattern;
