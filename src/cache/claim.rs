@@ -314,7 +314,7 @@ impl Holder {
 }
 
 /// Mirrors another sidecar's fill, as its claim shows it, into the local fill of
-/// `guard` until that fill ends, changes hands, or shows no progress for `LEASE`
+/// `guard` until that fill ends, or shows no progress for `LEASE`
 /// (then counted as expired). Local readers wait on the local fill as on one of
 /// their own.
 pub async fn follow(
@@ -330,10 +330,10 @@ pub async fn follow(
     let mut record = Some(first);
     loop {
         if let Some(now) = record.take() {
-            if !seen.owner.is_empty() && now.owner != seen.owner {
-                // Taken over: that fill starts again; this one's readers ask the origin.
-                debug!("claim {name} changed hands");
-                return;
+            if now.owner != seen.owner {
+                // A new holder: a takeover, or (best effort) the claim settling on its
+                // winner. Its fill of the same version stores the same blocks.
+                seen = Record::default();
             }
             if mirror(&cache, &identity, &guard, &seen, &now) {
                 progressed = Instant::now();
@@ -378,9 +378,14 @@ fn mirror(cache: &Cache, identity: &str, guard: &FillGuard, seen: &Record, now: 
             );
             guard.begin(Arc::new(meta.clone()), folder);
         }
-        // The holder's version cannot change under one owner: a record that says
-        // otherwise is not followed further.
-        Some((known, _)) if known.etag != meta.etag || known.size != meta.size => return false,
+        // A new holder filling another version (the object changed on the origin),
+        // or into other blocks: nothing of it counts as progress here.
+        Some((known, _))
+            if (&known.etag, known.size, known.block_size)
+                != (&meta.etag, meta.size, meta.block_size) =>
+        {
+            return false
+        }
         Some(_) => {}
     }
     let from = now.first.max(seen.next.min(now.next));

@@ -76,15 +76,18 @@ fn eight_read_once(fleet: &[Sidekick], origin: &Origin) {
     origin.put("/bkt/cold", Object::new(body.clone(), "c1"));
     // About 8 MB/s: the fill outlasts the sidecars' arrival.
     origin.pace(Duration::from_millis(2));
+    let mut tags = Vec::new();
     for (i, res) in read_together(fleet, "/bkt/cold").iter().enumerate() {
         assert_eq!(res.status, 200, "sidecar {i}: {}", res.text());
         assert!(res.body == body, "sidecar {i}: not the object's bytes");
+        tags.push(res.header("x-cache").unwrap_or("-").to_string());
     }
     let sent = origin_bytes(origin, "/bkt/cold");
     let won: f64 = fleet.iter().map(|sk| claims(sk, "won")).sum();
     let waited: f64 = fleet.iter().map(|sk| claims(sk, "waited")).sum();
     eprintln!(
-        "origin sent {sent} bytes ({:.2}x the object); claims won {won}, waited {waited}",
+        "origin sent {sent} bytes ({:.2}x the object); claims won {won}, waited {waited}; \
+         X-Cache {tags:?}",
         sent as f64 / size as f64
     );
     assert!(
@@ -146,7 +149,8 @@ fn readers_waiting_on_a_claimer_killed_mid_fill_get_the_object_from_the_origin()
         let addr = claimer.addr;
         // The claimer's client sees its connection cut when the claimer dies.
         thread::spawn(move || {
-            let raw = b"GET /bkt/orphan HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+            // As `request` sends it: the same Host names the same object.
+            let raw = b"GET /bkt/orphan HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n";
             let mut s = std::net::TcpStream::connect(addr).unwrap();
             std::io::Write::write_all(&mut s, raw).unwrap();
             let mut sink = Vec::new();
