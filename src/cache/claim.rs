@@ -109,14 +109,11 @@ impl Record {
         now_ms().saturating_sub(self.at_ms) > DEAD_AFTER.as_millis() as u64
     }
 
-    /// Another sidecar's fill to follow: in progress, or ended with every block.
-    fn worth_following(&self, identity: &str, max_size: u64) -> bool {
-        match self.done {
-            false => !self.dead(),
-            true => self
-                .version(identity, max_size)
-                .is_some_and(|m| self.first == 0 && self.next == m.blocks()),
-        }
+    /// Another sidecar's fill to follow: one still running. A fill that ended is
+    /// not: the metadata says what it stored, and a reader that found none (or
+    /// metadata cleared after a bad block) must fill again.
+    fn worth_following(&self) -> bool {
+        !self.done && !self.dead()
     }
 }
 
@@ -153,8 +150,8 @@ pub async fn take(cache: &Cache, up: &Upstream, identity: &str) -> Taken {
     let name = key::claim(&cache.cfg.prefix, identity);
     let attempt = async {
         match cache.conditional() {
-            true => take_atomic(cache, up, &name, identity).await,
-            false => take_best_effort(cache, up, &name, identity).await,
+            true => take_atomic(cache, up, &name).await,
+            false => take_best_effort(cache, up, &name).await,
         }
     };
     let taken = match actix_rt::time::timeout(LOOKUP_TIMEOUT + SETTLE, attempt).await {
@@ -182,12 +179,7 @@ async fn read(
         .map(|(bytes, etag)| (Record::decode(&bytes).unwrap_or_default(), etag)))
 }
 
-async fn take_atomic(
-    cache: &Cache,
-    up: &Upstream,
-    name: &str,
-    identity: &str,
-) -> Result<Taken, StoreError> {
+async fn take_atomic(cache: &Cache, up: &Upstream, name: &str) -> Result<Taken, StoreError> {
     let mut record = Record::new(owner());
     let store = &cache.store;
     if let Written::Done(etag) = store
@@ -200,7 +192,7 @@ async fn take_atomic(
         // Gone between the two requests (the lifecycle rule): the next read claims.
         return Ok(Taken::Unknown("the claim vanished".into()));
     };
-    if held.worth_following(identity, cache.cfg.max_size) {
+    if held.worth_following() {
         return Ok(Taken::Held(held));
     }
     let Some(etag) = etag else {
@@ -213,22 +205,15 @@ async fn take_atomic(
         Written::Done(etag) => Ok(won(name, record, etag)),
         // Another sidecar took it over first.
         Written::Refused => match read(cache, up, name).await? {
-            Some((held, _)) if held.worth_following(identity, cache.cfg.max_size) => {
-                Ok(Taken::Held(held))
-            }
+            Some((held, _)) if held.worth_following() => Ok(Taken::Held(held)),
             _ => Ok(Taken::Unknown("the claim changed hands twice".into())),
         },
     }
 }
 
-async fn take_best_effort(
-    cache: &Cache,
-    up: &Upstream,
-    name: &str,
-    identity: &str,
-) -> Result<Taken, StoreError> {
+async fn take_best_effort(cache: &Cache, up: &Upstream, name: &str) -> Result<Taken, StoreError> {
     if let Some((held, _)) = read(cache, up, name).await? {
-        if held.worth_following(identity, cache.cfg.max_size) {
+        if held.worth_following() {
             return Ok(Taken::Held(held));
         }
     }
@@ -238,9 +223,7 @@ async fn take_best_effort(
     actix_rt::time::sleep(SETTLE).await;
     match read(cache, up, name).await? {
         Some((held, _)) if held.owner == record.owner => Ok(won(name, record, None)),
-        Some((held, _)) if held.worth_following(identity, cache.cfg.max_size) => {
-            Ok(Taken::Held(held))
-        }
+        Some((held, _)) if held.worth_following() => Ok(Taken::Held(held)),
         _ => Ok(Taken::Unknown("the claim was overwritten".into())),
     }
 }
@@ -501,22 +484,16 @@ mod tests {
     fn which_claims_are_followed() {
         let mut r = Record::new(owner());
         r.encode();
-        assert!(r.worth_following("/b/k", 1 << 30), "a fresh claim");
+        assert!(r.worth_following(), "a fresh claim");
         r.at_ms = now_ms() - DEAD_AFTER.as_millis() as u64 - 1000;
-        assert!(!r.worth_following("/b/k", 1 << 30), "a dead holder's claim");
+        assert!(!r.worth_following(), "a dead holder's claim");
         r.encode();
         r.done = true;
-        assert!(!r.worth_following("/b/k", 1 << 30), "a fill that gave up");
         r.meta = String::from_utf8(meta(200_000).encode()).ok();
         r.next = 4;
         assert!(
-            r.worth_following("/b/k", 1 << 30),
-            "a fill with every block"
-        );
-        r.next = 3;
-        assert!(
-            !r.worth_following("/b/k", 1 << 30),
-            "a fill short of a block"
+            !r.worth_following(),
+            "a fill that ended, even with every block"
         );
     }
 }
