@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
 # What one sidekick takes at rest, and then some: a fleet larger than memory allows
 # is not started.
-RSS_GUESS = 24 * MIB
+RSS_GUESS = 40 * MIB
 
 
 def main():
@@ -182,6 +182,8 @@ class Bench:
             relay0 = self.relay.bytes_sent()
             body0 = self.sums(fleet, 'sidekick_cache_bytes_total{source="origin"}')
             store0 = self.sums(fleet, "sidekick_cache_store_requests_total")
+            outcomes0 = {r: self.sums(fleet, f'sidekick_cache_requests_total{{result="{r}"}}')
+                         for r in ("hit", "miss", "error")}
             seconds, wrong = self.read_all(fleet, key, blob)
             self.settled(fleet)
             sent = (self.relay.bytes_sent() - relay0) / size
@@ -190,9 +192,13 @@ class Bench:
             store = (self.sums(fleet, "sidekick_cache_store_requests_total") - store0) / n
             rss = sorted(status_kib([p.pid], "VmHWM") / 1024 for p, _ in fleet)
             results[name] = (sent, body, wrong)
+            outcomes = {r: self.sums(fleet, f'sidekick_cache_requests_total{{result="{r}"}}')
+                        - outcomes0[r] for r in outcomes0}
             print(f"  {name}: origin sent {sent:6.2f}x the object ({body:.2f}x as bodies to "
                   f"clients), last byte after {seconds:6.2f} s, {store:5.1f} cache store "
-                  f"requests per read, {len(wrong)} wrong reads {wrong[:3]}")
+                  f"requests per read, {len(wrong)} wrong reads {wrong[:3]}; "
+                  f"{outcomes['hit']:.0f} hits, {outcomes['miss']:.0f} misses, "
+                  f"{outcomes['error']:.0f} cache errors (the origin answered)")
             print(f"        peak RSS per sidekick: min {rss[0]:.1f} MiB, median "
                   f"{statistics.median(rss):.1f} MiB, max {rss[-1]:.1f} MiB")
         claims = {r: self.sums(fleet, f'sidekick_cache_claims_total{{result="{r}"}}')
