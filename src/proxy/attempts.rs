@@ -92,6 +92,12 @@ impl Attempts<'_> {
         let mut failed: Vec<usize> = Vec::new();
         loop {
             let Some(backend) = shared.view.load().pick(shared.balance, &failed) else {
+                debug!(
+                    "{} {}: no backend up to try ({} failed)",
+                    req.method(),
+                    self.resource,
+                    failed.len()
+                );
                 return Err(ProxyError::BackendDown.response(self.resource));
             };
             let guard = InFlight::new(backend);
