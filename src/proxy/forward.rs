@@ -5,10 +5,9 @@
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
-
-use actix_web::http::{Method, Version};
 use std::sync::Arc;
 
+use actix_web::http::{Method, Version};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 
