@@ -23,7 +23,7 @@ use log::{info, warn};
 use crate::config::endpoints::Endpoint;
 use crate::config::Config;
 use crate::pool::backend::Backend;
-use crate::pool::events::Serving;
+use crate::pool::events::{Change, Serving};
 use crate::pool::health::{CheckHook, HealthChecker, HealthSettings, Stop};
 use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
@@ -379,42 +379,59 @@ impl Pool {
             return;
         }
         let now = Instant::now();
-        let name = &state.backend.name;
-        if up && first {
-            info!("{name} is up");
-        } else if up {
-            let down_for = now - state.since;
+        let down_for = now - state.since;
+        if up && !first {
             state.downtime += down_for;
             state.last_downtime = down_for;
             state.reason.clear();
-            events::up(name, down_for);
-        } else {
-            events::down(name, reason);
         }
         state.up = up;
         state.since = now;
         state.backend.stats.up.store(up, Relaxed);
-        self.publish();
+        // The view first: whoever reads "is up" may send a request at once.
+        let change = self.store_view();
+        let name = &self.states[id].backend.name;
+        if up && first {
+            info!("{name} is up");
+        } else if up {
+            events::up(name, down_for);
+        } else {
+            events::down(name, reason);
+        }
+        self.log_change(change);
     }
 
     fn publish(&mut self) {
-        let sites = self
-            .targets
-            .iter()
-            .map(|t| t.site)
-            .max()
-            .map_or(0, |m| m + 1);
-        let mut view = vec![Vec::new(); sites];
+        let change = self.store_view();
+        self.log_change(change);
+    }
+
+    /// Publishes the view of the up backends; the change of serving site it makes,
+    /// if any, is for the caller to log once its own line is out.
+    fn store_view(&mut self) -> Option<Change> {
+        let mut view = vec![Vec::new(); self.sites()];
         for s in self.states.iter().filter(|s| s.up && !s.retired) {
             view[s.backend.site].push(s.backend.clone());
         }
         let active = view.iter().position(|s| !s.is_empty());
         let mut live = self.states.iter().filter(|s| !s.retired).peekable();
         let settled = live.peek().is_some() && live.all(|s| s.reported);
-        if let Some(change) = self.serving.update(active, settled, Instant::now()) {
-            change.log(sites, self.cache_store);
-        }
         self.view.store(Arc::new(PoolView::new(view)));
+        self.serving.update(active, settled, Instant::now())
+    }
+
+    fn log_change(&self, change: Option<Change>) {
+        if let Some(change) = change {
+            change.log(self.sites(), self.cache_store);
+        }
+    }
+
+    fn sites(&self) -> usize {
+        self.targets
+            .iter()
+            .map(|t| t.site)
+            .max()
+            .map_or(0, |m| m + 1)
     }
 }
 

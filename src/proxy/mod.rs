@@ -2,6 +2,7 @@
 //! backends, request bodies, the response relay, retries, WebSocket pass-through and
 //! the errors it answers.
 
+pub mod attempts;
 pub mod cached;
 pub mod closing;
 pub mod conn_info;
