@@ -71,3 +71,71 @@ impl Prober {
         Ok(answer.status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    use super::*;
+
+    /// Serves `n` connections on a loopback port, answering each head with `status`;
+    /// returns the port and what each connection sent.
+    fn backend(n: usize, status: &'static str) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let serve = std::thread::spawn(move || {
+            (0..n)
+                .map(|_| {
+                    let (conn, _) = listener.accept().unwrap();
+                    conn.set_read_timeout(Some(Duration::from_secs(10)))
+                        .unwrap();
+                    let mut reader = BufReader::new(conn);
+                    let mut head = String::new();
+                    while !head.ends_with("\r\n\r\n") {
+                        assert!(reader.read_line(&mut head).unwrap() > 0, "{head:?}");
+                    }
+                    let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nno");
+                    reader.get_mut().write_all(answer.as_bytes()).unwrap();
+                    head
+                })
+                .collect()
+        });
+        (port, serve)
+    }
+
+    #[actix_rt::test]
+    async fn each_check_is_a_get_on_a_connection_of_its_own() {
+        let (port, serve) = backend(2, "503 Service Unavailable");
+        let prober = Prober::new(Duration::from_secs(10), None);
+        // A name pinned to an address, as in `--rr-dns-mode`: the URL's host (an
+        // IPv6 literal here) is the Host header, the address is where it goes.
+        let url: Uri = format!("http://[::1]:{port}/minio/health/ready?x=1")
+            .parse()
+            .unwrap();
+        let pinned = Some(IpAddr::from([127, 0, 0, 1]));
+        for _ in 0..2 {
+            let status = prober.get(&url, pinned).await.unwrap();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        }
+        let heads = serve.join().unwrap();
+        let want = format!(
+            "GET /minio/health/ready?x=1 HTTP/1.1\r\nHost: [::1]:{port}\r\nConnection: close\r\n\r\n"
+        );
+        assert_eq!(heads, [want.clone(), want]);
+    }
+
+    #[actix_rt::test]
+    async fn a_refused_connection_says_so() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let prober = Prober::new(Duration::from_secs(10), None);
+        let error = prober.get(&url, None).await.unwrap_err();
+        assert!(matches!(error, Error::Connect(_)), "{error}");
+        assert!(error.to_string().starts_with("cannot connect: "), "{error}");
+    }
+}
