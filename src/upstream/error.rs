@@ -69,9 +69,9 @@ mod tests {
         assert!(emfile.out_of_files());
         let refused = Error::Connect(io::ErrorKind::ConnectionRefused.into());
         assert!(!refused.out_of_files());
-        let read = Error::Read(rustix::io::Errno::MFILE.into());
         let enfile = Error::Connect(rustix::io::Errno::NFILE.into());
         assert!(enfile.out_of_files());
+        let read = Error::Read(rustix::io::Errno::MFILE.into());
         assert!(!read.out_of_files());
     }
 }

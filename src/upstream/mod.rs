@@ -1,6 +1,7 @@
 //! sidekick's HTTP/1.1 client towards backends, one per worker: keep-alive
 //! connections pooled per backend, the request head written in one piece, the
 //! response head parsed in place and small bodies handed on without a stream.
+//! Health checks go through it too (`probe.rs`), from the Pool's thread.
 
 pub mod body;
 mod conn;
