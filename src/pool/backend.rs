@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::endpoints::Endpoint;
 use crate::pool::latency::Latency;
+use crate::upstream::Peer;
 
 pub struct Backend {
     /// Index in the pool's list of backends, stable for the life of the process.
@@ -86,6 +87,24 @@ impl Backend {
             address: Some(address),
             stats: BackendStats::default(),
         }
+    }
+}
+
+impl Peer for Backend {
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn address(&self) -> Option<IpAddr> {
+        self.address
+    }
+
+    fn sent(&self, bytes: u64) {
+        self.stats.rx_bytes.fetch_add(bytes, Relaxed);
     }
 }
 

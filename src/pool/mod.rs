@@ -29,6 +29,7 @@ use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
 };
 use crate::pool::view::{PoolView, SharedView};
+use crate::upstream::probe::Prober;
 
 /// What workers read: the up backends of each site, in site order.
 /// Longest ejection, however often a backend is ejected (unless the first is longer).
@@ -71,7 +72,8 @@ pub struct Pool {
     view: SharedView,
     /// One per state; `None` once retired.
     checkers: Vec<Option<Addr<HealthChecker>>>,
-    health_client: Option<awc::Client>,
+    /// Sends every health check of this pool.
+    prober: Prober,
     health_port: u16,
     rr_dns: bool,
     dns_ttl: Duration,
@@ -81,8 +83,6 @@ pub struct Pool {
     eject_duration: Duration,
     /// Which site serves traffic, to log failovers and outages and count failovers.
     serving: Serving,
-    /// TLS towards https backends, shared with the workers.
-    backend_tls: Option<Arc<rustls::ClientConfig>>,
     /// The nodes of the cache store rather than backends: named so in the log.
     cache_store: bool,
 }
@@ -107,13 +107,12 @@ impl Pool {
             states: Vec::new(),
             view,
             checkers: Vec::new(),
-            health_client: None,
+            prober: Prober::new(cfg.health_timeout, cfg.tls.client.as_ref()),
             health_port: cfg.health_port,
             rr_dns: cfg.rr_dns_mode,
             dns_ttl: cfg.dns_ttl,
             health: HealthSettings {
                 interval: cfg.health_duration,
-                timeout: cfg.health_timeout,
                 optimistic: cfg.health_optimistic,
                 on_check,
             },
@@ -121,7 +120,6 @@ impl Pool {
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
             serving: Serving::default(),
-            backend_tls: cfg.tls.client.clone(),
             cache_store: false,
         };
         for t in 0..pool.targets.len() {
@@ -180,15 +178,6 @@ impl Pool {
 
     /// (Re)starts the checker of one backend; its first check runs at once.
     fn start_checker(&mut self, id: usize, ctx: &mut Context<Self>) {
-        let (timeout, tls) = (self.health.timeout, self.backend_tls.clone());
-        // A backend pinned to one address of a name needs a client of its own.
-        let client = match self.states.get(id).and_then(|s| s.backend.address) {
-            Some(address) => crate::pool::health::client(timeout, tls, Some(address)),
-            None => self
-                .health_client
-                .get_or_insert_with(|| crate::pool::health::client(timeout, tls, None))
-                .clone(),
-        };
         let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
             return;
         };
@@ -197,7 +186,8 @@ impl Pool {
         }
         if !state.retired {
             let pool = ctx.address().recipient();
-            *slot = Some(HealthChecker::new(&state.backend, self.health, client, pool).start());
+            let prober = self.prober.clone();
+            *slot = Some(HealthChecker::new(&state.backend, self.health, prober, pool).start());
         }
     }
 

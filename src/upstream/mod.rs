@@ -1,12 +1,15 @@
 //! sidekick's HTTP/1.1 client towards backends, one per worker: keep-alive
 //! connections pooled per backend, the request head written in one piece, the
 //! response head parsed in place and small bodies handed on without a stream.
+//! Health checks go through it too (`probe.rs`), from the Pool's thread.
 
 pub mod body;
 mod conn;
 mod error;
 pub mod head;
 mod idle;
+pub mod peer;
+pub mod probe;
 pub mod request;
 pub mod upgrade;
 
@@ -14,8 +17,6 @@ use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,13 +28,13 @@ use tokio_rustls::TlsConnector;
 use tokio_util::io::poll_read_buf;
 
 pub use body::ResponseBody;
-use conn::Conn;
+use conn::{Conn, Dest};
 pub use error::Error;
 use head::{Framing, ResponseHead};
 use idle::Idle;
+pub use peer::Peer;
 
 use crate::config::Config;
-use crate::pool::backend::Backend;
 use request::Body;
 
 /// Read size for response heads (and the small bodies that come with them).
@@ -83,9 +84,9 @@ impl Upstream {
     /// ago, which the backend cannot be timing out as idle; otherwise it gets a new
     /// one. Should a kept connection still turn out closed, the error is
     /// `Error::Stale`: the request is lost, but the backend is not to blame.
-    pub async fn exchange(
+    pub async fn exchange<P: Peer + ?Sized>(
         &self,
-        backend: &Arc<Backend>,
+        backend: &P,
         head: &[u8],
         body: &mut Body,
         head_request: bool,
@@ -96,11 +97,11 @@ impl Upstream {
                 true => Duration::MAX,
                 false => STREAM_REUSE,
             };
-            let pooled = self.idle.take(backend.id, fresh);
+            let pooled = self.idle.take(backend.id(), fresh);
             let (mut conn, reused) = match pooled {
                 Some(conn) => (conn, true),
                 None => (
-                    Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?,
+                    Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?,
                     false,
                 ),
             };
@@ -108,13 +109,13 @@ impl Upstream {
                 .round_trip(&mut conn, backend, head, body, head_request)
                 .await
             {
-                Ok(head) => return Ok(self.response(conn, head, backend.id)),
+                Ok(head) => return Ok(self.response(conn, head, backend.id())),
                 Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
                     // Its siblings are likely just as dead.
-                    self.idle.clear(backend.id);
+                    self.idle.clear(backend.id());
                 }
                 Err(e) if reused && e.stale() => {
-                    self.idle.clear(backend.id);
+                    self.idle.clear(backend.id());
                     return Err(Error::Stale);
                 }
                 Err(e) => return Err(e),
@@ -122,10 +123,10 @@ impl Upstream {
         }
     }
 
-    async fn round_trip(
+    async fn round_trip<P: Peer + ?Sized>(
         &self,
         conn: &mut Conn,
-        backend: &Arc<Backend>,
+        backend: &P,
         head: &[u8],
         body: &mut Body,
         head_request: bool,
@@ -202,9 +203,9 @@ async fn write_buffered(conn: &mut Conn, head: &[u8], body: &Body) -> Result<(),
 }
 
 /// Sends the head, then the client's body as it arrives.
-async fn write_streamed(
+async fn write_streamed<P: Peer + ?Sized>(
     conn: &mut Conn,
-    backend: &Arc<Backend>,
+    backend: &P,
     head: &[u8],
     body: &mut Body,
 ) -> Result<(), Error> {
@@ -228,9 +229,9 @@ async fn write_streamed(
     conn.io.flush().await.map_err(Error::Send)
 }
 
-async fn pump<S>(
+async fn pump<P: Peer + ?Sized, S>(
     conn: &mut Conn,
-    backend: &Backend,
+    backend: &P,
     mut payload: S,
     chunked: bool,
 ) -> Result<(), Error>
@@ -243,7 +244,7 @@ where
         if data.is_empty() {
             continue;
         }
-        backend.stats.rx_bytes.fetch_add(data.len() as u64, Relaxed);
+        backend.sent(data.len() as u64);
         if chunked {
             framed.clear();
             chunk(&mut framed, &data);

@@ -134,19 +134,15 @@ impl Sidekick {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(BIN);
         cmd.args(["--address", "127.0.0.1:0", "--log"]).args(args);
-        let limit = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        let limit = Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
         };
-        // SAFETY: the closure runs between fork and exec and only calls setrlimit,
-        // which is async-signal-safe.
+        // SAFETY: the closure runs between fork and exec and only makes the setrlimit
+        // system call, which is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || Ok(setrlimit(Resource::Nofile, limit)?));
         }
         Self::spawn(cmd)
     }
