@@ -157,15 +157,24 @@ mod tests {
 
     #[test]
     fn only_the_backends_own_failures_are_its_fault() {
-        let io = |code| std::io::Error::from_raw_os_error(code);
-        assert_eq!(fault(&Error::Connect(io(libc::EMFILE))), Fault::Ours);
-        assert_eq!(fault(&Error::Connect(io(libc::ENFILE))), Fault::Ours);
+        let io = |code: rustix::io::Errno| std::io::Error::from_raw_os_error(code.raw_os_error());
+        assert_eq!(
+            fault(&Error::Connect(io(rustix::io::Errno::MFILE))),
+            Fault::Ours
+        );
+        assert_eq!(
+            fault(&Error::Connect(io(rustix::io::Errno::NFILE))),
+            Fault::Ours
+        );
         assert_eq!(fault(&Error::Stale), Fault::Race);
         assert_eq!(
-            fault(&Error::Connect(io(libc::ECONNREFUSED))),
+            fault(&Error::Connect(io(rustix::io::Errno::CONNREFUSED))),
             Fault::Backend
         );
-        assert_eq!(fault(&Error::Read(io(libc::EMFILE))), Fault::Backend);
+        assert_eq!(
+            fault(&Error::Read(io(rustix::io::Errno::MFILE))),
+            Fault::Backend
+        );
         assert_eq!(fault(&Error::Timeout), Fault::Backend);
         let body = actix_web::error::PayloadError::Incomplete(None);
         assert!(matches!(Failed::from(Error::Body(body)), Failed::Client));

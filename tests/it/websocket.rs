@@ -674,29 +674,30 @@ fn wss_through_tls_on_both_sides() {
     wait_for("the backend's clean close", LIMIT, || e.closed() == 1);
 }
 
-/// Sets the soft open-file limit of the running process `pid`, keeping its hard one.
-fn set_soft_nofile(pid: u32, soft: libc::rlim_t) {
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// Sets the soft open-file limit of the running process `pid` (`None`: unlimited),
+/// keeping its hard one (read from `/proc`, as prlimit cannot only read another's).
+fn set_soft_nofile(pid: u32, soft: Option<u64>) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let hard = match line.split_whitespace().nth(4).unwrap() {
+        "unlimited" => None,
+        n => Some(n.parse::<u64>().unwrap()),
     };
-    let pid = pid as libc::pid_t;
-    // SAFETY: prlimit reads and writes only the structs it is given.
-    assert_eq!(
-        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) },
-        0
-    );
-    let new = libc::rlimit {
-        rlim_cur: soft.min(old.rlim_max),
-        rlim_max: old.rlim_max,
+    let current = match (soft, hard) {
+        (Some(s), Some(h)) => Some(s.min(h)),
+        (s, None) => s,
+        (None, h) => h,
     };
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut()) },
-        0,
-        "prlimit: {}",
-        std::io::Error::last_os_error()
-    );
+    let pid = Pid::from_raw(pid as i32);
+    let new = Rlimit {
+        current,
+        maximum: hard,
+    };
+    prlimit(pid, Resource::Nofile, new).unwrap_or_else(|e| panic!("prlimit: {e}"));
 }
 
 /// A client connection sidekick has accepted: one of its own requests answered on it.
@@ -723,7 +724,7 @@ fn out_of_open_files_an_upgrade_is_refused_503_and_the_backend_stays_up() {
     let mut plain = accepted(&sk);
 
     // No file left: a connection to the backend fails with EMFILE.
-    set_soft_nofile(sk.pid(), 0);
+    set_soft_nofile(sk.pid(), Some(0));
     upgrade
         .get_mut()
         .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
@@ -735,7 +736,7 @@ fn out_of_open_files_an_upgrade_is_refused_503_and_the_backend_stays_up() {
         .write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
         .unwrap();
     let plain_refused = read_response(&mut plain, false);
-    set_soft_nofile(sk.pid(), libc::RLIM_INFINITY);
+    set_soft_nofile(sk.pid(), None);
 
     for (what, res) in [("upgrade", refused), ("request", plain_refused)] {
         let res = res.unwrap_or_else(|err| panic!("{what}: no answer: {err}"));
