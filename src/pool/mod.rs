@@ -370,34 +370,40 @@ impl Pool {
             state.reason.clear();
             state.reason.push_str(reason);
         }
+        let backend = state.backend.clone();
         if state.up == up {
             if first && !up {
-                events::down(&state.backend.name, reason);
                 // Every backend down from the start is an outage once all have reported.
-                self.publish();
+                self.publish_then(|| events::down(&backend.name, reason));
             }
             return;
         }
         let now = Instant::now();
-        let name = &state.backend.name;
-        if up && first {
-            info!("{name} is up");
-        } else if up {
+        let came_back = (up && !first).then(|| {
             let down_for = now - state.since;
             state.downtime += down_for;
             state.last_downtime = down_for;
             state.reason.clear();
-            events::up(name, down_for);
-        } else {
-            events::down(name, reason);
-        }
+            down_for
+        });
         state.up = up;
         state.since = now;
-        state.backend.stats.up.store(up, Relaxed);
-        self.publish();
+        backend.stats.up.store(up, Relaxed);
+        self.publish_then(|| match (up, came_back) {
+            (true, None) => info!("{} is up", backend.name),
+            (true, Some(down_for)) => events::up(&backend.name, down_for),
+            (false, _) => events::down(&backend.name, reason),
+        });
     }
 
     fn publish(&mut self) {
+        self.publish_then(|| {});
+    }
+
+    /// Publishes the view, then logs `event` and any change of the serving site: a
+    /// line saying a backend went up or down is written once requests (and
+    /// `/v1/health`) see it so, never before.
+    fn publish_then(&mut self, event: impl FnOnce()) {
         let sites = self
             .targets
             .iter()
@@ -411,10 +417,12 @@ impl Pool {
         let active = view.iter().position(|s| !s.is_empty());
         let mut live = self.states.iter().filter(|s| !s.retired).peekable();
         let settled = live.peek().is_some() && live.all(|s| s.reported);
-        if let Some(change) = self.serving.update(active, settled, Instant::now()) {
+        let change = self.serving.update(active, settled, Instant::now());
+        self.view.store(Arc::new(PoolView::new(view)));
+        event();
+        if let Some(change) = change {
             change.log(sites, self.cache_store);
         }
-        self.view.store(Arc::new(PoolView::new(view)));
     }
 }
 
