@@ -21,6 +21,8 @@ RANK = {
     "observe": 3,
     "cache": 4,
     "admin": 5,
+    # Per client connection, under the requests on it; beside admin.
+    "conn": 5,
     "proxy": 6,
     # Wiring: starts everything, imported by nothing but the wiring.
     "limits": 7,

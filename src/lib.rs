@@ -4,6 +4,7 @@
 mod admin;
 pub mod cache;
 pub mod config;
+mod conn;
 mod http_server;
 mod limits;
 pub mod observe;

@@ -10,9 +10,9 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 use log::debug;
 
+use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::InFlight;
 use crate::pool::messages::Failure;
-use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
 use crate::proxy::request_body::Upload;

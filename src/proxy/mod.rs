@@ -3,11 +3,8 @@
 //! the errors it answers.
 
 pub mod cached;
-pub mod closing;
-pub mod conn_info;
 pub mod error;
 pub mod forward;
-pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod relay;
@@ -17,4 +14,3 @@ pub mod retry;
 pub mod shared;
 pub mod upgrade;
 pub mod validate;
-pub mod watched;

@@ -34,11 +34,11 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 
 use crate::config::Balance;
+use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::Failure;
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
-use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
 use crate::proxy::retry;
