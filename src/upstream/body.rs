@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_web::error::PayloadError;
@@ -14,6 +15,7 @@ use tokio_util::io::poll_read_buf;
 use super::conn::Conn;
 use super::head::Framing;
 use super::idle::Idle;
+use crate::pool::backend::Backend;
 
 /// Read sizes while a body streams: starting small keeps short bodies cheap in
 /// memory, doubling up to the largest means few system calls per GiB.
@@ -27,7 +29,7 @@ pub struct ResponseBody {
     decoder: Decoder,
     keep_alive: bool,
     idle: Rc<Idle>,
-    backend: usize,
+    backend: Arc<Backend>,
     read_size: usize,
 }
 
@@ -37,7 +39,7 @@ impl ResponseBody {
         framing: Framing,
         keep_alive: bool,
         idle: Rc<Idle>,
-        backend: usize,
+        backend: Arc<Backend>,
     ) -> Self {
         ResponseBody {
             conn: Some(conn),
@@ -54,7 +56,7 @@ impl ResponseBody {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.keep_alive && conn.buf.is_empty() {
-                self.idle.put(self.backend, conn);
+                self.idle.put(&self.backend, conn);
             }
         }
     }

@@ -108,7 +108,7 @@ impl Upstream {
                 .round_trip(&mut conn, backend, head, body, head_request)
                 .await
             {
-                Ok(head) => return Ok(self.response(conn, head, backend.id)),
+                Ok(head) => return Ok(self.response(conn, head, backend)),
                 Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
                     // Its siblings are likely just as dead.
                     self.idle.clear(backend.id);
@@ -147,19 +147,19 @@ impl Upstream {
             .map_err(|_| Error::Timeout)?
     }
 
-    fn response(&self, mut conn: Conn, head: ResponseHead, id: usize) -> Response {
+    fn response(&self, mut conn: Conn, head: ResponseHead, backend: &Arc<Backend>) -> Response {
         let reusable = |conn: &Conn| head.keep_alive && conn.buf.is_empty();
         let body = match head.framing {
             Framing::Empty => {
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(backend, conn);
                 }
                 Reply::Empty
             }
             Framing::Length(n) if conn.buf.len() as u64 >= n => {
                 let bytes = conn.buf.split_to(n as usize).freeze();
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(backend, conn);
                 }
                 Reply::Whole(bytes)
             }
@@ -168,7 +168,7 @@ impl Upstream {
                 framing,
                 head.keep_alive,
                 self.idle.clone(),
-                id,
+                backend.clone(),
             )),
         };
         Response { head, body }

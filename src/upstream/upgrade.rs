@@ -49,7 +49,7 @@ impl Upstream {
             .await
             .map_err(|_| Error::Timeout)??;
         if head.status != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Upgraded::Refused(self.response(conn, head, backend.id)));
+            return Ok(Upgraded::Refused(self.response(conn, head, backend)));
         }
         let Conn { io, buf, .. } = conn;
         let (read, write) = tokio::io::split(io);
