@@ -21,6 +21,8 @@ RANK = {
     "observe": 4,
     "cache": 5,
     "admin": 6,
+    # Per client connection, under the requests on it; beside admin.
+    "conn": 6,
     "proxy": 7,
     # Wiring: starts everything, imported by nothing but the wiring.
     "limits": 8,

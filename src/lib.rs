@@ -6,6 +6,7 @@
 mod admin;
 pub mod cache;
 pub mod config;
+mod conn;
 mod http_server;
 mod limits;
 pub mod observe;

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::endpoints::Endpoint;
@@ -23,6 +23,8 @@ pub struct Backend {
     /// (`--rr-dns-mode`); requests, SNI and certificate checks keep using the name.
     pub address: Option<IpAddr>,
     pub stats: BackendStats,
+    /// Dropped with the backend; its weak handle tells workers' idle pools it is gone.
+    held: Arc<()>,
 }
 
 /// Counters shared by the Pool actor and every worker; written with relaxed atomics
@@ -66,6 +68,7 @@ impl Backend {
             health_url,
             address: None,
             stats: BackendStats::default(),
+            held: Arc::default(),
         }
     }
 
@@ -86,6 +89,7 @@ impl Backend {
             health_url,
             address: Some(address),
             stats: BackendStats::default(),
+            held: Arc::default(),
         }
     }
 }
@@ -105,6 +109,10 @@ impl Peer for Backend {
 
     fn sent(&self, bytes: u64) {
         self.stats.rx_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn held(&self) -> Weak<()> {
+        Arc::downgrade(&self.held)
     }
 }
 

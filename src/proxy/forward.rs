@@ -11,9 +11,9 @@ use actix_web::http::{Method, Version};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 
+use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
 use crate::proxy::attempts::{Attempt, Attempts, Failed};
-use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::headers::{self, Target};
 use crate::proxy::request_body::Upload;
 use crate::proxy::retry;

@@ -6,8 +6,8 @@ use actix_web::http::{Method, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::paths::is_own;
-use crate::proxy::closing;
-use crate::proxy::conn_info::ConnInfo;
+use crate::conn::closing;
+use crate::conn::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::Exchange;
 use crate::proxy::request_body::read_ahead;

@@ -4,11 +4,8 @@
 
 pub mod attempts;
 pub mod cached;
-pub mod closing;
-pub mod conn_info;
 pub mod error;
 pub mod forward;
-pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod relay;
@@ -18,4 +15,3 @@ pub mod retry;
 pub mod shared;
 pub mod upgrade;
 pub mod validate;
-pub mod watched;

@@ -32,9 +32,9 @@ use log::debug;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 
+use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
 use crate::proxy::attempts::{Attempt, Attempts, Failed};
-use crate::proxy::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
 use crate::proxy::shared::{Shared, Worker};

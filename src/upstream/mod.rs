@@ -31,7 +31,7 @@ pub use body::ResponseBody;
 use conn::{Conn, Dest};
 pub use error::Error;
 use head::{Framing, ResponseHead};
-use idle::Idle;
+use idle::{Idle, IdleKey};
 pub use peer::Peer;
 
 use crate::config::Config;
@@ -109,7 +109,7 @@ impl Upstream {
                 .round_trip(&mut conn, backend, head, body, head_request)
                 .await
             {
-                Ok(head) => return Ok(self.response(conn, head, backend.id())),
+                Ok(head) => return Ok(self.response(conn, head, IdleKey::of(backend))),
                 Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
                     // Its siblings are likely just as dead.
                     self.idle.clear(backend.id());
@@ -148,19 +148,19 @@ impl Upstream {
             .map_err(|_| Error::Timeout)?
     }
 
-    fn response(&self, mut conn: Conn, head: ResponseHead, id: usize) -> Response {
+    fn response(&self, mut conn: Conn, head: ResponseHead, backend: IdleKey) -> Response {
         let reusable = |conn: &Conn| head.keep_alive && conn.buf.is_empty();
         let body = match head.framing {
             Framing::Empty => {
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(&backend, conn);
                 }
                 Reply::Empty
             }
             Framing::Length(n) if conn.buf.len() as u64 >= n => {
                 let bytes = conn.buf.split_to(n as usize).freeze();
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(&backend, conn);
                 }
                 Reply::Whole(bytes)
             }
@@ -169,7 +169,7 @@ impl Upstream {
                 framing,
                 head.keep_alive,
                 self.idle.clone(),
-                id,
+                backend,
             )),
         };
         Response { head, body }

@@ -3,7 +3,7 @@
 //! that it sits below the pool that checks them through it.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::config::endpoints::Endpoint;
 
@@ -16,6 +16,9 @@ pub trait Peer {
     fn address(&self) -> Option<IpAddr>;
     /// Counts request body bytes sent to it.
     fn sent(&self, bytes: u64);
+    /// Alive as long as the peer is: a worker's idle connections to a peer that is
+    /// gone (retired in `--rr-dns-mode`, its last request ended) are dropped.
+    fn held(&self) -> Weak<()>;
 }
 
 impl<P: Peer + ?Sized> Peer for Arc<P> {
@@ -33,5 +36,9 @@ impl<P: Peer + ?Sized> Peer for Arc<P> {
 
     fn sent(&self, bytes: u64) {
         (**self).sent(bytes);
+    }
+
+    fn held(&self) -> Weak<()> {
+        (**self).held()
     }
 }

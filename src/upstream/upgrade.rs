@@ -8,6 +8,7 @@ use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
 use super::conn::{Conn, Dest, Io};
 use super::head::{self, ResponseHead};
+use super::idle::IdleKey;
 use super::peer::Peer;
 use super::{read_final, Error, Response, Upstream};
 
@@ -52,7 +53,11 @@ impl Upstream {
             .await
             .map_err(|_| Error::Timeout)??;
         if head.status != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Upgraded::Refused(self.response(conn, head, backend.id())));
+            return Ok(Upgraded::Refused(self.response(
+                conn,
+                head,
+                IdleKey::of(backend),
+            )));
         }
         let Conn { io, buf, .. } = conn;
         let (read, write) = tokio::io::split(io);

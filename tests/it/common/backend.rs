@@ -43,7 +43,8 @@ pub(crate) struct Shared {
     pub(crate) health_checks: AtomicUsize,
     pub(crate) failed_checks: AtomicUsize,
     pub(crate) seen: Mutex<Vec<Seen>>,
-    pub(crate) conns: Mutex<Vec<TcpStream>>,
+    /// The connections open now, by accept order, for `kill` to cut.
+    pub(crate) conns: Mutex<HashMap<usize, TcpStream>>,
     /// Requests to /hold wait until this is true.
     pub(crate) release: (Mutex<bool>, Condvar),
     pub(crate) held: AtomicUsize,
@@ -120,22 +121,23 @@ impl Backend {
         let name = self.name.clone();
         let tls = self.tls.clone();
         thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (key, conn) in listener.incoming().enumerate() {
                 if stop.load(SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 if let Ok(c) = conn.try_clone() {
-                    shared.conns.lock().unwrap().push(c);
+                    shared.conns.lock().unwrap().insert(key, c);
                 }
-                let (shared, name) = (shared.clone(), name.clone());
-                match &tls {
-                    Some(config) => {
-                        let config = config.clone();
-                        thread::spawn(move || tls::serve(conn, config, &shared, &name))
+                let (shared, name, tls) = (shared.clone(), name.clone(), tls.clone());
+                thread::spawn(move || {
+                    match tls {
+                        Some(config) => tls::serve(conn, config, &shared, &name),
+                        None => serve(conn, &shared, &name),
                     }
-                    None => thread::spawn(move || serve(conn, &shared, &name)),
-                };
+                    // Closed: a long test must not run out of files.
+                    shared.conns.lock().unwrap().remove(&key);
+                });
             }
         });
     }
@@ -146,7 +148,7 @@ impl Backend {
             stop.store(true, SeqCst);
             let _ = TcpStream::connect(self.addr); // wakes the accept loop
         }
-        for c in self.shared.conns.lock().unwrap().drain(..) {
+        for (_, c) in self.shared.conns.lock().unwrap().drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }

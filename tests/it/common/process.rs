@@ -113,7 +113,7 @@ impl Sidekick {
     }
 
     /// Starts sidekick with its own `/etc/hosts` (a private mount namespace; needs
-    /// root), so that test names resolve to test addresses.
+    /// root: see `require_private_hosts`), so that test names resolve to test addresses.
     pub fn start_with_hosts(hosts: &std::path::Path, args: &[&str]) -> Sidekick {
         let mut cmd = Command::new("unshare");
         cmd.args([
@@ -264,12 +264,21 @@ impl Sidekick {
 
     /// Peak resident memory (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// Resident memory now (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
+            .unwrap_or_else(|| panic!("{field} in /proc/{}/status", self.pid()))
     }
 
     /// Waits until `n` backends have been logged up.

@@ -1,24 +1,21 @@
 //! What sidekick keeps per client connection: its place under `--max-conns`, the
 //! client address as a ready header value, and whether an answer has closed the
-//! connection (`proxy::closing`). A connection past the limit is answered 503 and
+//! connection (`conn::closing`). A connection past the limit is answered 503 and
 //! closed, never left waiting in the accept queue: a plain one at once, before its
 //! request is read, so that it holds its file only until the event loop sees it
 //! closed, even when the client sends nothing; a TLS one when its request comes (the
-//! handler asks `over_limit`).
+//! handler asks `over_limit`). The refusal's bytes come from the wiring: the
+//! errors sidekick answers belong to the data path above.
 
 use std::any::Any;
 use std::cell::Cell;
 use std::net::{IpAddr, Shutdown};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use actix_rt::net::TcpStream;
 use actix_web::http::header::HeaderValue;
 use socket2::SockRef;
-
-use crate::proxy::error::{raw_response, ProxyError};
-
-static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| raw_response(ProxyError::TooManyConnections));
 
 /// Held in each connection's data from accept until the connection closes.
 pub struct ConnInfo {
@@ -32,10 +29,12 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize) -> Self {
+    /// Counts the connection in `open`; past `max` it is answered `refusal` (raw
+    /// HTTP/1.1 that closes) when plain, and marked over the limit.
+    pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize, refusal: &[u8]) -> Self {
         let over = open.fetch_add(1, Relaxed) >= max;
         if over {
-            refuse(conn);
+            refuse(conn, refusal);
         }
         let peer = crate::tls::tcp_stream(conn)
             .and_then(|s| s.peer_addr().ok())
@@ -67,10 +66,10 @@ impl ConnInfo {
 /// Answers a plain connection and shuts it both ways: the worker then reads its end
 /// and drops it. The answer is one small write into an empty send buffer, made
 /// directly (the event loop has not yet seen the socket writable).
-fn refuse(conn: &dyn Any) {
+fn refuse(conn: &dyn Any, refusal: &[u8]) {
     if let Some(tcp) = conn.downcast_ref::<TcpStream>() {
         let socket = SockRef::from(tcp);
-        let _ = socket.send(&REFUSAL);
+        let _ = socket.send(refusal);
         let _ = socket.shutdown(Shutdown::Both);
     }
 }

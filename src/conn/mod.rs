@@ -1,0 +1,9 @@
+//! A client connection, below the requests on it: its place under `--max-conns` and
+//! what it carries from one request to the next (`conn_info`), the HTTP/1 reads
+//! followed for the framing actix-http misreads (`watched`, `framing`), and nothing
+//! running after an answer that closed it (`closing`).
+
+pub mod closing;
+pub mod conn_info;
+pub mod framing;
+pub mod watched;
