@@ -62,6 +62,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone(), cache));
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = capacity.max_conns;
+    let forward_loopback = cfg.forward_loopback_addr;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
     let app = move || {
@@ -84,7 +85,12 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
         keep_alive: cfg.keepalive_timeout,
         client_request_timeout: cfg.client_header_timeout,
         on_connect: Arc::new(move |conn, data| {
-            data.insert(ConnInfo::new(conn, open.clone(), max_conns));
+            data.insert(ConnInfo::new(
+                conn,
+                open.clone(),
+                max_conns,
+                forward_loopback,
+            ));
         }),
     };
     let (server, addrs) = crate::http_server::build(listeners, tls.config(), settings, app)?;

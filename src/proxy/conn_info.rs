@@ -8,15 +8,15 @@
 
 use std::any::Any;
 use std::cell::Cell;
-use std::net::{IpAddr, Shutdown};
+use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
 
 use actix_rt::net::TcpStream;
-use actix_web::http::header::HeaderValue;
 use socket2::SockRef;
 
 use crate::proxy::error::{raw_response, ProxyError};
+use crate::proxy::headers::ClientAddr;
 
 static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| raw_response(ProxyError::TooManyConnections));
 
@@ -24,22 +24,24 @@ static REFUSAL: LazyLock<Vec<u8>> = LazyLock::new(|| raw_response(ProxyError::To
 pub struct ConnInfo {
     open: Arc<AtomicUsize>,
     over: bool,
-    /// The client's address, formatted once per connection rather than per request.
-    pub peer: Option<HeaderValue>,
+    /// The client's address, worked out once per connection rather than per request.
+    pub peer: Option<ClientAddr>,
     /// An answer on this HTTP/1 connection said `Connection: close`. A connection
     /// lives on one worker thread, so a `Cell` is enough.
     closing: Cell<bool>,
 }
 
 impl ConnInfo {
-    pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize) -> Self {
+    /// `forward_loopback`: a loopback client's own address goes to backends
+    /// (`--forward-loopback-addr`), not this host's.
+    pub fn new(conn: &dyn Any, open: Arc<AtomicUsize>, max: usize, forward_loopback: bool) -> Self {
         let over = open.fetch_add(1, Relaxed) >= max;
         if over {
             refuse(conn);
         }
         let peer = crate::tls::tcp_stream(conn)
             .and_then(|s| s.peer_addr().ok())
-            .and_then(|a| peer_value(a.ip()));
+            .and_then(|a| ClientAddr::new(a.ip(), forward_loopback));
         ConnInfo {
             open,
             over,
@@ -75,24 +77,8 @@ fn refuse(conn: &dyn Any) {
     }
 }
 
-fn peer_value(ip: IpAddr) -> Option<HeaderValue> {
-    HeaderValue::from_str(&ip.to_canonical().to_string()).ok()
-}
-
 impl Drop for ConnInfo {
     fn drop(&mut self) {
         self.open.fetch_sub(1, Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mapped_ipv4_is_shown_as_ipv4() {
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(peer_value(mapped).unwrap(), "10.0.0.1");
-        assert_eq!(peer_value("::1".parse().unwrap()).unwrap(), "::1");
     }
 }

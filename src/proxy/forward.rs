@@ -78,10 +78,10 @@ impl Exchange<'_> {
                 framing: body.framing(),
                 extra,
             };
-            let head = headers::request_head(req.headers(), &target);
+            let head = |local| headers::request_head(req.headers(), &target, local);
             let exchange = worker
                 .upstream
-                .exchange(backend, &head, body, head_request, idempotent);
+                .exchange(backend, head, body, head_request, idempotent);
             let sent = match upload {
                 None => exchange.await,
                 Some(upload) => {

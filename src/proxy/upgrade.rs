@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -117,8 +118,8 @@ pub async fn forward(req: &HttpRequest, payload: Payload, route: Route<'_>) -> O
             framing: Framing::None,
             extra: None,
         };
-        let head = request_head(req, &target);
-        let error = match route.upstream.upgrade(backend, &head).await {
+        let head = |local| request_head(req, &target, local);
+        let error = match route.upstream.upgrade(backend, head).await {
             Ok(Upgraded::Switched(switched)) => {
                 return Outcome::Answer(switch(switched, payload, guard, route.idle_timeout))
             }
@@ -144,8 +145,8 @@ pub async fn forward(req: &HttpRequest, payload: Payload, route: Route<'_>) -> O
 
 /// The usual request head, plus the two headers it drops as hop-by-hop that an
 /// upgrade must carry: `Connection: upgrade` and the client's `Upgrade`.
-fn request_head(req: &HttpRequest, target: &Target<'_>) -> BytesMut {
-    let mut head = headers::request_head(req.headers(), target);
+fn request_head(req: &HttpRequest, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
+    let mut head = headers::request_head(req.headers(), target, local);
     // Reopen the head before its blank line.
     head.truncate(head.len() - 2);
     head.extend_from_slice(b"connection: upgrade\r\n");

@@ -127,6 +127,7 @@ mod tests {
         let now = Instant::now();
         let conn = Conn {
             io: Io::Plain(client),
+            local: None,
             buf,
             opened: now,
             idle_since: now,

@@ -2,6 +2,7 @@
 //! its own, and a `101 Switching Protocols` hands that connection over, split into
 //! its two directions. Any other answer is an ordinary response.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -35,13 +36,22 @@ pub enum Upgraded {
 }
 
 impl Upstream {
-    /// Sends an upgrade request head (it has no body) and reads the answer within the
+    /// Sends an upgrade request head (it has no body; `head` writes it from the
+    /// connection's local address, as for `exchange`) and reads the answer within the
     /// response timeout. Never on a kept connection: one the backend is closing would
     /// lose the request, and a new connection costs little beside a session.
-    pub async fn upgrade(&self, backend: &Arc<Backend>, head: &[u8]) -> Result<Upgraded, Error> {
+    pub async fn upgrade<H: AsRef<[u8]>>(
+        &self,
+        backend: &Arc<Backend>,
+        head: impl FnOnce(Option<IpAddr>) -> H,
+    ) -> Result<Upgraded, Error> {
         let mut conn = Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?;
+        let head = head(conn.local);
         let exchange = async {
-            conn.io.write_all(head).await.map_err(Error::Send)?;
+            conn.io
+                .write_all(head.as_ref())
+                .await
+                .map_err(Error::Send)?;
             conn.io.flush().await.map_err(Error::Send)?;
             read_final(&mut conn, head::parse_upgrade).await
         };
