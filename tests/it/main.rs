@@ -24,6 +24,7 @@ mod metrics;
 mod outage_log;
 mod rr_dns;
 mod s3;
+mod systemd;
 mod tls;
 mod trace;
 mod websocket;
