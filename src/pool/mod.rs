@@ -381,7 +381,7 @@ impl Pool {
         let now = Instant::now();
         let name = &state.backend.name;
         if up && first {
-            info!("{name} is up");
+            events::first_up(name);
         } else if up {
             let down_for = now - state.since;
             state.downtime += down_for;

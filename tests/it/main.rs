@@ -17,6 +17,7 @@ mod console_table;
 mod faults;
 mod fd_limits;
 mod forwarding;
+mod go_json;
 mod hostile;
 mod http2;
 mod large_objects;
