@@ -64,6 +64,7 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = capacity.max_conns;
     let refusal: Arc<[u8]> = raw_response(ProxyError::TooManyConnections).into();
+    let forward_loopback = cfg.forward_loopback_addr;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
     let app = move || {
@@ -86,7 +87,13 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
         keep_alive: cfg.keepalive_timeout,
         client_request_timeout: cfg.client_header_timeout,
         on_connect: Arc::new(move |conn, data| {
-            data.insert(ConnInfo::new(conn, open.clone(), max_conns, &refusal));
+            data.insert(ConnInfo::new(
+                conn,
+                open.clone(),
+                max_conns,
+                &refusal,
+                forward_loopback,
+            ));
         }),
     };
     let (server, addrs) = crate::http_server::build(listeners, tls.config(), settings, app)?;

@@ -387,7 +387,7 @@ impl Pool {
         state.since = now;
         backend.stats.up.store(up, Relaxed);
         self.publish_then(|| match (up, came_back) {
-            (true, None) => info!("{} is up", backend.name),
+            (true, None) => events::first_up(&backend.name),
             (true, Some(down_for)) => events::up(&backend.name, down_for),
             (false, _) => events::down(&backend.name, reason),
         });

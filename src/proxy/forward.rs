@@ -105,10 +105,10 @@ impl Attempt for Http<'_, '_> {
             framing: self.body.framing(),
             extra: self.extra,
         };
-        let head = headers::request_head(ex.req.headers(), &target);
+        let head = |local| headers::request_head(ex.req.headers(), &target, local);
         let exchange = ex.worker.upstream.exchange(
             backend,
-            &head,
+            head,
             self.body,
             self.head_request,
             self.idempotent,

@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -32,6 +33,7 @@ use log::debug;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 
+use crate::conn::client_addr::ClientAddr;
 use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
 use crate::proxy::attempts::{Attempt, Attempts, Failed};
@@ -117,7 +119,7 @@ struct Handshake<'a> {
     req: &'a HttpRequest,
     /// Path and query, byte-exact.
     path: &'a str,
-    peer: Option<&'a HeaderValue>,
+    peer: Option<&'a ClientAddr>,
     upstream: &'a Upstream,
 }
 
@@ -140,15 +142,15 @@ impl Attempt for Handshake<'_> {
             framing: Framing::None,
             extra: None,
         };
-        let head = request_head(self.req, &target);
-        Ok(self.upstream.upgrade(backend, &head).await?)
+        let head = |local| request_head(self.req, &target, local);
+        Ok(self.upstream.upgrade(backend, head).await?)
     }
 }
 
 /// The usual request head, plus the two headers it drops as hop-by-hop that an
 /// upgrade must carry: `Connection: upgrade` and the client's `Upgrade`.
-fn request_head(req: &HttpRequest, target: &Target<'_>) -> BytesMut {
-    let mut head = headers::request_head(req.headers(), target);
+fn request_head(req: &HttpRequest, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
+    let mut head = headers::request_head(req.headers(), target, local);
     // Reopen the head before its blank line.
     head.truncate(head.len() - 2);
     head.extend_from_slice(b"connection: upgrade\r\n");

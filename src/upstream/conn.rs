@@ -1,5 +1,5 @@
-//! One connection to a backend: plain TCP or TLS, the bytes read from it but not
-//! yet consumed, and its age.
+//! One connection to a backend: plain TCP or TLS, its local address, the bytes read
+//! from it but not yet consumed, and its age.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -26,6 +26,8 @@ pub enum Io {
 
 pub struct Conn {
     pub io: Io,
+    /// This host's address on the connection: what the backend sees as its peer.
+    pub local: Option<IpAddr>,
     /// Read from the backend, not yet consumed.
     pub buf: BytesMut,
     pub opened: Instant,
@@ -75,6 +77,7 @@ impl Conn {
             .map_err(Error::Connect)?;
         // Heads and bodies are written whole: Nagle would only delay them.
         tcp.set_nodelay(true).map_err(Error::Connect)?;
+        let local = tcp.local_addr().ok().map(|a| a.ip().to_canonical());
         let io = match tls {
             _ if !dest.https => Io::Plain(tcp),
             None => return Err(Error::Tls(io::Error::other("no TLS client configuration"))),
@@ -91,6 +94,7 @@ impl Conn {
         let now = Instant::now();
         Ok(Conn {
             io,
+            local,
             buf: BytesMut::new(),
             opened: now,
             idle_since: now,

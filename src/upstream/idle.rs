@@ -157,6 +157,7 @@ mod tests {
         let now = Instant::now();
         let conn = Conn {
             io: Io::Plain(client),
+            local: None,
             buf,
             opened: now,
             idle_since: now,

@@ -15,6 +15,7 @@ pub mod upgrade;
 
 use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -77,17 +78,19 @@ impl Upstream {
         }
     }
 
-    /// Sends one request to `backend` and reads the response head. A pooled
+    /// Sends one request to `backend` and reads the response head. `head` writes the
+    /// request head once the connection is known, from its local address (the
+    /// client's address may stand for this host's: `proxy::headers`). A pooled
     /// connection the backend had closed meanwhile is replaced by a fresh one when
     /// the request may be sent again (`retry_stale`). A request that cannot be sent
     /// again (its body streamed, or a POST) rides only a connection used moments
     /// ago, which the backend cannot be timing out as idle; otherwise it gets a new
     /// one. Should a kept connection still turn out closed, the error is
     /// `Error::Stale`: the request is lost, but the backend is not to blame.
-    pub async fn exchange<P: Peer + ?Sized>(
+    pub async fn exchange<P: Peer + ?Sized, H: AsRef<[u8]>>(
         &self,
         backend: &P,
-        head: &[u8],
+        head: impl Fn(Option<IpAddr>) -> H,
         body: &mut Body,
         head_request: bool,
         retry_stale: bool,
@@ -105,8 +108,9 @@ impl Upstream {
                     false,
                 ),
             };
+            let head = head(conn.local);
             match self
-                .round_trip(&mut conn, backend, head, body, head_request)
+                .round_trip(&mut conn, backend, head.as_ref(), body, head_request)
                 .await
             {
                 Ok(head) => return Ok(self.response(conn, head, IdleKey::of(backend))),

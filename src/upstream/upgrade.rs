@@ -2,6 +2,8 @@
 //! its own, and a `101 Switching Protocols` hands that connection over, split into
 //! its two directions. Any other answer is an ordinary response.
 
+use std::net::IpAddr;
+
 use actix_web::http::StatusCode;
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -34,18 +36,23 @@ pub enum Upgraded {
 }
 
 impl Upstream {
-    /// Sends an upgrade request head (it has no body) and reads the answer within the
+    /// Sends an upgrade request head (it has no body; `head` writes it from the
+    /// connection's local address, as for `exchange`) and reads the answer within the
     /// response timeout. Never on a kept connection: one the backend is closing would
     /// lose the request, and a new connection costs little beside a session.
-    pub async fn upgrade<P: Peer + ?Sized>(
+    pub async fn upgrade<P: Peer + ?Sized, H: AsRef<[u8]>>(
         &self,
         backend: &P,
-        head: &[u8],
+        head: impl FnOnce(Option<IpAddr>) -> H,
     ) -> Result<Upgraded, Error> {
         let mut conn =
             Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?;
+        let head = head(conn.local);
         let exchange = async {
-            conn.io.write_all(head).await.map_err(Error::Send)?;
+            conn.io
+                .write_all(head.as_ref())
+                .await
+                .map_err(Error::Send)?;
             conn.io.flush().await.map_err(Error::Send)?;
             read_final(&mut conn, head::parse_upgrade).await
         };

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -25,6 +25,8 @@ pub struct Seen {
     pub body_sha: String,
     /// Which of the backend's connections carried the request (numbered from 0).
     pub conn: usize,
+    /// The address that connection came from.
+    pub peer: Option<IpAddr>,
 }
 
 impl Seen {
@@ -226,11 +228,17 @@ fn die<S: Conn>(w: &mut std::io::BufWriter<S>) -> std::io::Result<()> {
 /// A backend connection, plain or TLS: read and written, and cut like a crash.
 pub trait Conn: Read + Write {
     fn cut(&self);
+    /// The address the connection came from.
+    fn peer(&self) -> Option<IpAddr>;
 }
 
 impl Conn for TcpStream {
     fn cut(&self) {
         let _ = self.shutdown(Shutdown::Both);
+    }
+
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
     }
 }
 
@@ -250,6 +258,7 @@ pub(crate) fn serve_conn<S: Conn>(r: S, w: S, shared: &Shared, name: &str) {
     let mut conn = Served {
         id: shared.connections.fetch_add(1, SeqCst),
         close_next: false,
+        peer: r.get_ref().peer(),
     };
     while serve_one(&mut r, &mut w, shared, name, &mut conn).is_ok() && w.flush().is_ok() {}
 }
@@ -260,6 +269,7 @@ struct Served {
     /// The next request on this connection gets no answer: the connection closes,
     /// as when a server times an idle connection out just as a request arrives.
     close_next: bool,
+    peer: Option<IpAddr>,
 }
 
 fn serve_one<S: Conn>(
@@ -347,6 +357,7 @@ fn serve_one<S: Conn>(
         body_len,
         body_sha: body_sha.clone(),
         conn: conn.id,
+        peer: conn.peer,
     });
 
     let path = target.split('?').next().unwrap_or("");
@@ -368,6 +379,7 @@ fn serve_one<S: Conn>(
                     body_len: size,
                     body_sha: sha,
                     conn: conn.id,
+                    peer: conn.peer,
                 });
             }
             Ok(())

@@ -103,6 +103,13 @@ impl Sidekick {
         Self::spawn(cmd)
     }
 
+    /// Starts sidekick like `start`, listening on `address` (port 0: the kernel picks).
+    pub fn start_on(address: &str, args: &[&str]) -> Sidekick {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--address", address, "--log"]).args(args);
+        Self::spawn(cmd)
+    }
+
     /// Starts sidekick like `start`, with `env` added to its environment.
     pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Sidekick {
         let mut cmd = Command::new(BIN);
