@@ -3,7 +3,6 @@
 //! `upstream` client to a node picked from the cache store's pool, whose failures
 //! take it out of that pool like a backend.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -205,8 +204,8 @@ impl Store {
         Ok(Some(whole))
     }
 
+    /// The node failed an exchange: its pool takes it out (and counts the failure).
     fn failed(&self, node: &Backend, error: String) -> StoreError {
-        node.stats.failures.fetch_add(1, Relaxed);
         self.pool.do_send(Failure {
             id: node.id,
             error: error.clone(),
