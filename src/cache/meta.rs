@@ -1,10 +1,10 @@
 //! The metadata object of a cached object: which version was filled (ETag, size,
 //! block size) and the representation headers a hit answers with.
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
 
