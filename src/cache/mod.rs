@@ -103,7 +103,7 @@ impl Cache {
             Err(_) => return Err(STATS.error("metadata lookup timed out".to_string())),
         };
         Ok(stored
-            .and_then(|bytes| Meta::decode(&bytes, &lookup.identity))
+            .and_then(|bytes| Meta::decode(&bytes, &lookup.identity, self.cfg.max_size))
             .map(|meta| Known {
                 meta: Arc::new(meta),
                 filling: None,
