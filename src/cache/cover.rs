@@ -11,7 +11,8 @@ pub struct Span {
 }
 
 impl Span {
-    pub fn len(self) -> u64 {
+    /// How many bytes it holds.
+    pub fn bytes(self) -> u64 {
         self.last - self.first + 1
     }
 

@@ -76,13 +76,13 @@ impl Filler {
                     first: self.offset,
                     last: block.last.min(self.last),
                 };
-                match Reservation::take(self.span.len()) {
+                match Reservation::take(self.span.bytes()) {
                     Some(r) => self.budget = Some(r),
                     None => return false,
                 }
-                self.current = block::start(self.span.len() as usize);
+                self.current = block::start(self.span.bytes() as usize);
             }
-            let len = self.span.len();
+            let len = self.span.bytes();
             let have = (self.current.len() - block::HEADER) as u64;
             let want = (len - have).min(data.len() as u64) as usize;
             self.current.extend_from_slice(&data[..want]);
@@ -148,7 +148,7 @@ async fn write(
             STATS.fills_dropped.fetch_add(1, Relaxed);
             return;
         }
-        STATS.fill_bytes.fetch_add(span.len(), Relaxed);
+        STATS.fill_bytes.fetch_add(span.bytes(), Relaxed);
         if let Some(guard) = &guard {
             guard.fill.stored(span);
         }

@@ -53,7 +53,7 @@ pub async fn open(
     let first = parts
         .iter()
         .take_while(|p| {
-            bytes += p.stored.len();
+            bytes += p.stored.bytes();
             bytes <= READ_AHEAD
         })
         .count()
@@ -112,9 +112,9 @@ async fn read(
 ) -> Result<Bytes, Miss> {
     let stored = part.stored;
     let name = version.name(stored, meta.layout().is_block(stored));
-    let max = block::HEADER + stored.len() as usize;
+    let max = block::HEADER + stored.bytes() as usize;
     let data = match cache.store.get(up, &name, max).await {
-        Ok(Some(raw)) => block::decode(raw, stored.len()).map_err(|e| format!("{name}: {e}"))?,
+        Ok(Some(raw)) => block::decode(raw, stored.bytes()).map_err(|e| format!("{name}: {e}"))?,
         Ok(None) => return Err(format!("{name} is missing")),
         Err(e) => return Err(e.to_string()),
     };

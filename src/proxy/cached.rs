@@ -206,7 +206,7 @@ impl Read<'_, '_> {
             None => StatusCode::OK,
             Some(_) => StatusCode::PARTIAL_CONTENT,
         };
-        let body = BoxBody::new(SizedStream::new(span.len(), stream));
+        let body = BoxBody::new(SizedStream::new(span.bytes(), stream));
         let mut res = HttpResponse::with_body(status, body);
         *res.headers_mut() = meta.headers_with(fresh);
         res.headers_mut()

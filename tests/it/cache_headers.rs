@@ -45,6 +45,9 @@ fn shows(a: &S3Answer, content_type: &str, metadata: &Value) -> Result<(), Strin
     }
 }
 
+/// What changes on the origin, how (its ETag after), and what a read then shows.
+type Change<'a> = (&'a str, Box<dyn Fn() -> String + 'a>, &'a str, Value);
+
 #[test]
 fn the_same_bytes_written_again_with_other_headers_are_served_with_them() {
     let r = Real::start(&[("--cache-header-ttl", "1s")]);
@@ -62,7 +65,7 @@ fn the_same_bytes_written_again_with_other_headers_are_served_with_them() {
     assert_eq!(a.x_cache(), Some("HIT"), "{a:?}");
     shows(&a, "text/plain", &json!({"color": "blue", "size": "s"})).unwrap();
 
-    let changes: [(&str, Box<dyn Fn() -> String>, &str, Value); 3] = [
+    let changes: [Change; 3] = [
         (
             "new Content-Type and metadata",
             Box::new(|| {
