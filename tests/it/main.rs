@@ -10,6 +10,7 @@ mod cache_cacheable;
 mod cache_flags;
 mod cache_memory;
 mod cache_store_faults;
+mod cache_store_hostile;
 mod cache_wire;
 mod cli;
 mod console;
