@@ -67,7 +67,9 @@ pub struct Filler {
 }
 
 impl Filler {
-    /// Takes the next bytes of the answer; false once the fill is dropped.
+    /// Takes the next bytes of the answer; false once the fill is dropped. Each drop
+    /// is counted once, where it happens: here when the budget is spent, by the
+    /// writer when the store fails it (which then stops taking spans).
     fn feed(&mut self, mut data: &[u8]) -> bool {
         while !data.is_empty() && self.offset <= self.last {
             if self.budget.is_none() {
@@ -78,7 +80,10 @@ impl Filler {
                 };
                 match Reservation::take(self.span.bytes()) {
                     Some(r) => self.budget = Some(r),
-                    None => return false,
+                    None => {
+                        STATS.fills_dropped.fetch_add(1, Relaxed);
+                        return false;
+                    }
                 }
                 self.current = block::start(self.span.bytes() as usize);
             }
@@ -186,9 +191,7 @@ async fn write(
 pub fn whole(data: &[u8], filler: Option<Filler>) {
     STATS.from_origin.fetch_add(data.len() as u64, Relaxed);
     if let Some(mut filler) = filler {
-        if !filler.feed(data) {
-            STATS.fills_dropped.fetch_add(1, Relaxed);
-        }
+        filler.feed(data);
     }
 }
 
@@ -218,7 +221,6 @@ where
                 STATS.from_origin.fetch_add(chunk.len() as u64, Relaxed);
                 if let Some(filler) = self.filler.as_mut() {
                     if !filler.feed(chunk) {
-                        STATS.fills_dropped.fetch_add(1, Relaxed);
                         self.filler = None;
                     }
                 }

@@ -4,9 +4,14 @@
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use log::{debug, warn};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::cover::Layout;
+use crate::config::cache_flags::{MAX_BLOCK, MIN_BLOCK};
+use crate::observe::cache_stats::STATS;
 use crate::upstream::head::ResponseHead;
 
 /// Largest metadata object read back (a head's worth of headers).
@@ -116,9 +121,22 @@ impl Meta {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn decode(bytes: &[u8], identity: &str) -> Option<Meta> {
+    /// The metadata object `bytes` read back for `identity`, if it may be used. One
+    /// that is not a metadata object at all (`{}` is how a reader clears one) or names
+    /// another object is simply not there; one that breaks `validate` is a bad object,
+    /// counted and logged.
+    pub fn decode(bytes: &[u8], identity: &str, max_size: u64) -> Option<Meta> {
         let meta: Meta = serde_json::from_slice(bytes).ok()?;
-        (meta.identity == identity && meta.block_size > 0 && meta.size > 0).then_some(meta)
+        if meta.identity != identity {
+            return None;
+        }
+        match validate(&meta, max_size) {
+            Ok(()) => Some(meta),
+            Err(why) => {
+                bad(identity, why);
+                None
+            }
+        }
     }
 
     /// The headers of a hit: the stored ones, updated by those of the origin's 304
@@ -151,6 +169,67 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether a metadata object read back may be used. The store is trusted with bytes,
+/// never with control, and any version of sidekick (or anything else with the key)
+/// may have written it: its ETag goes to the origin in `If-None-Match`, its headers
+/// to clients, its sizes into block names, reads and allocations. So the ETag must
+/// be strong and of visible ASCII only (RFC 9110 `entity-tag`), every header one
+/// that `representation` keeps with a valid value, and the sizes within what the
+/// flags allow (`--cache-max-size`, `--cache-block-size`'s bounds).
+pub fn validate(meta: &Meta, max_size: u64) -> Result<(), &'static str> {
+    if !is_strong_etag(&meta.etag) {
+        return Err("its ETag is not a strong entity tag of visible ASCII");
+    }
+    if meta.size == 0 || meta.size > max_size {
+        return Err("its size is zero or over --cache-max-size");
+    }
+    if !(MIN_BLOCK..=MAX_BLOCK).contains(&meta.block_size) {
+        return Err("its block size is outside --cache-block-size's bounds");
+    }
+    for (name, value) in &meta.headers {
+        let valid_name = HeaderName::from_bytes(name.as_bytes()).is_ok_and(|n| n.as_str() == name);
+        if !valid_name || !is_representation(name) {
+            return Err("it holds a header that is not a representation header");
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err("it holds an invalid header value");
+        }
+    }
+    Ok(())
+}
+
+/// Whether the whole of `etag` is `DQUOTE *etagc DQUOTE`, without obs-text.
+fn is_strong_etag(etag: &str) -> bool {
+    let Some(inner) = etag
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+    else {
+        return false;
+    };
+    inner
+        .bytes()
+        .all(|b| b == 0x21 || (0x23..=0x7e).contains(&b))
+}
+
+/// Counts a bad metadata object; the first one is a warning, the rest are counted
+/// (`sidekick_cache_bad_metadata_total`) and logged at debug.
+fn bad(identity: &str, why: &str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    STATS.bad_meta.fetch_add(1, Relaxed);
+    if WARNED.swap(true, Relaxed) {
+        debug!("bad metadata object for {identity} in the cache store: {why}; a miss");
+    } else {
+        warn!(
+            "bad metadata object for {identity} in the cache store: {why}; a miss (further \
+             ones are counted in sidekick_cache_bad_metadata_total)"
+        );
+    }
+}
+
+fn is_representation(name: &str) -> bool {
+    REPRESENTATION.contains(&name) || name.starts_with("x-amz-meta-")
+}
+
 fn is_framing(name: &str) -> bool {
     matches!(
         name,
@@ -162,10 +241,7 @@ fn is_framing(name: &str) -> bool {
 pub fn representation(head: &ResponseHead) -> Vec<(String, String)> {
     head.headers
         .iter()
-        .filter(|(n, _)| {
-            let n = n.as_str();
-            REPRESENTATION.contains(&n) || n.starts_with("x-amz-meta-")
-        })
+        .filter(|(n, _)| is_representation(n.as_str()))
         .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect()
 }
@@ -173,7 +249,7 @@ pub fn representation(head: &ResponseHead) -> Vec<(String, String)> {
 /// The strong ETag of an answer (a weak one names no exact bytes).
 pub fn strong_etag(headers: &HeaderMap) -> Option<&str> {
     let etag = headers.get("etag")?.to_str().ok()?.trim();
-    (etag.len() >= 2 && etag.starts_with('"') && etag.ends_with('"')).then_some(etag)
+    is_strong_etag(etag).then_some(etag)
 }
 
 /// The origin confirmed the cached version: a 304, or a 200 or 206 that ignored
@@ -190,20 +266,28 @@ pub fn confirms(head: &ResponseHead, etag: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_and_identity_check() {
-        let meta = Meta {
+    const MAX_SIZE: u64 = 1 << 30;
+
+    fn meta() -> Meta {
+        Meta {
             identity: "/b/k".into(),
             etag: "\"e\"".into(),
             size: 10,
-            block_size: 4,
+            block_size: MIN_BLOCK,
             headers: vec![("content-type".into(), "text/plain".into())],
             complete: false,
             confirmed: 0,
-        };
-        assert_eq!(Meta::decode(&meta.encode(), "/b/k"), Some(meta.clone()));
-        assert_eq!(Meta::decode(&meta.encode(), "/b/other"), None);
-        assert_eq!(Meta::decode(b"garbage", "/b/k"), None);
+        }
+    }
+
+    #[test]
+    fn round_trip_and_identity_check() {
+        let meta = meta();
+        let decode = |bytes: &[u8], identity| Meta::decode(bytes, identity, MAX_SIZE);
+        assert_eq!(decode(&meta.encode(), "/b/k"), Some(meta.clone()));
+        assert_eq!(decode(&meta.encode(), "/b/other"), None);
+        assert_eq!(decode(b"garbage", "/b/k"), None);
+        assert_eq!(decode(b"{}", "/b/k"), None);
         let mut fresh = HeaderMap::new();
         fresh.insert(
             HeaderName::from_static("date"),
@@ -220,6 +304,58 @@ mod tests {
     }
 
     #[test]
+    fn what_a_store_holds_is_checked_before_use() {
+        assert_eq!(validate(&meta(), MAX_SIZE), Ok(()));
+        type Edit = (&'static str, fn(&mut Meta));
+        let edits: [Edit; 14] = [
+            ("CR/LF in the ETag", |m| {
+                m.etag = "\"e\"\r\nX-Injected: yes".into()
+            }),
+            ("CR/LF inside the quotes", |m| {
+                m.etag = "\"e\r\nX: y\"".into()
+            }),
+            ("a weak ETag", |m| m.etag = "W/\"e\"".into()),
+            ("an unquoted ETag", |m| m.etag = "e".into()),
+            ("a lone quote", |m| m.etag = "\"".into()),
+            ("a space in the ETag", |m| m.etag = "\"a b\"".into()),
+            ("obs-text in the ETag", |m| m.etag = "\"é\"".into()),
+            ("size zero", |m| m.size = 0),
+            ("size over the maximum", |m| m.size = MAX_SIZE + 1),
+            ("block size too small", |m| m.block_size = MIN_BLOCK - 1),
+            ("block size too large", |m| m.block_size = u64::MAX),
+            ("a framing header", |m| {
+                m.headers.push(("content-length".into(), "1".into()))
+            }),
+            ("an invalid header name", |m| {
+                m.headers.push(("x-amz-meta-a b".into(), "1".into()))
+            }),
+            ("CR/LF in a header value", |m| {
+                m.headers
+                    .push(("x-amz-meta-a".into(), "1\r\nX-Injected: yes".into()))
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut bad = meta();
+            edit(&mut bad);
+            assert!(validate(&bad, MAX_SIZE).is_err(), "{what} passed");
+            let before = STATS.bad_meta.load(Relaxed);
+            assert_eq!(
+                Meta::decode(&bad.encode(), "/b/k", MAX_SIZE),
+                None,
+                "{what}"
+            );
+            assert!(STATS.bad_meta.load(Relaxed) > before, "{what} not counted");
+        }
+        let mut fine = meta();
+        fine.etag = "\"\"".into();
+        fine.size = MAX_SIZE;
+        fine.block_size = MAX_BLOCK;
+        fine.headers
+            .push(("x-amz-meta-owner".into(), "a b\tc".into()));
+        assert_eq!(validate(&fine, MAX_SIZE), Ok(()));
+    }
+
+    #[test]
     fn only_strong_etags() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -232,5 +368,10 @@ mod tests {
             HeaderValue::from_static("\"e\""),
         );
         assert_eq!(strong_etag(&h), Some("\"e\""));
+        h.insert(
+            HeaderName::from_static("etag"),
+            HeaderValue::from_static("\"a b\""),
+        );
+        assert_eq!(strong_etag(&h), None);
     }
 }

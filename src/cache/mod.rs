@@ -170,7 +170,8 @@ impl Cache {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err(STATS.error("metadata lookup timed out".to_string())),
         };
-        let meta = stored.and_then(|bytes| Meta::decode(&bytes, &lookup.identity));
+        let meta =
+            stored.and_then(|bytes| Meta::decode(&bytes, &lookup.identity, self.cfg.max_size));
         Ok(meta.map(|meta| {
             let meta = Arc::new(meta);
             self.recent.remember(name, meta.clone());

@@ -3,11 +3,11 @@
 //! `upstream` client to a node picked from the cache store's pool, whose failures
 //! take it out of that pool like a backend.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Addr;
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -21,12 +21,44 @@ use crate::pool::messages::Failure;
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
 use crate::upstream::request::Body;
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::{Reply, ResponseBody, Upstream};
 
 /// How long a presigned request stays valid: it is sent at once.
 const SIGNED_FOR: Duration = Duration::from_secs(300);
 /// A cache store slower than this for a lookup is no help: the origin is asked alone.
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Slowest a node may send a body, in bytes per second, once its head came: a node
+/// dripping a block would otherwise hold a reader (and its client) for hours.
+const MIN_RATE: u64 = 4 << 20;
+
+/// How long a body of at most `max` bytes may take to arrive.
+fn body_deadline(max: usize) -> Duration {
+    LOOKUP_TIMEOUT + Duration::from_millis((max as u64).saturating_mul(1000) / MIN_RATE)
+}
+
+/// Why a body was not read.
+enum Unread {
+    TooLarge,
+    Broken(PayloadError),
+}
+
+/// A body whole, at most `max` bytes, with room for `announced` of them reserved
+/// (the caller bounded it by `max`).
+async fn read_body(
+    mut stream: ResponseBody,
+    announced: usize,
+    max: usize,
+) -> Result<Bytes, Unread> {
+    let mut out = BytesMut::with_capacity(announced.min(max));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Unread::Broken)?;
+        if out.len() + chunk.len() > max {
+            return Err(Unread::TooLarge);
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.freeze())
+}
 
 pub struct Store {
     pub view: SharedView,
@@ -45,6 +77,9 @@ pub enum StoreError {
     Status(StatusCode),
     /// The exchange failed (the node is reported to its pool).
     Failed(String),
+    /// The object is larger than any sidekick writes under that name (at most this
+    /// many bytes): not read, and the node not blamed (it serves what it holds).
+    TooLarge(String, usize),
 }
 
 impl std::fmt::Display for StoreError {
@@ -53,6 +88,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Down => f.write_str("no cache node is up"),
             StoreError::Status(s) => write!(f, "the cache store answered {s}"),
             StoreError::Failed(e) => f.write_str(e),
+            StoreError::TooLarge(name, max) => write!(f, "{name} is larger than {max} bytes"),
         }
     }
 }
@@ -155,28 +191,40 @@ impl Store {
             s if !s.is_success() => return Err(STATS.error(StoreError::Status(s))),
             _ => {}
         }
+        // The length a node announces is only a claim: what the caller expects bounds
+        // it, and memory is reserved for no more than that.
+        let too_large = || STATS.error(StoreError::TooLarge(name.to_string(), max));
+        let announced = match head_request {
+            true => None,
+            false => res.head.length,
+        };
+        if announced.is_some_and(|n| n > max as u64) {
+            return Err(too_large());
+        }
         let whole = match res.body {
             Reply::Empty => Bytes::new(),
+            Reply::Whole(bytes) if bytes.len() > max => return Err(too_large()),
             Reply::Whole(bytes) => bytes,
-            Reply::Stream(mut stream) => {
-                let mut out = BytesMut::with_capacity(res.head.length.unwrap_or(0) as usize);
-                while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| STATS.error(self.failed(node, e.to_string())))?;
-                    if out.len() + chunk.len() > max {
-                        return Err(STATS.error(StoreError::Failed(format!(
-                            "{name} is larger than {max} bytes"
-                        ))));
+            Reply::Stream(stream) => {
+                let read = read_body(stream, announced.unwrap_or(0) as usize, max);
+                match actix_rt::time::timeout(body_deadline(max), read).await {
+                    Ok(Ok(bytes)) => bytes,
+                    Ok(Err(Unread::TooLarge)) => return Err(too_large()),
+                    Ok(Err(Unread::Broken(e))) => {
+                        return Err(STATS.error(self.failed(node, e.to_string())))
                     }
-                    out.extend_from_slice(&chunk);
+                    Err(_) => {
+                        let slow = format!("{name} came slower than {MIN_RATE} bytes/s");
+                        return Err(STATS.error(self.failed(node, slow)));
+                    }
                 }
-                out.freeze()
             }
         };
         Ok(Some(whole))
     }
 
+    /// The node failed an exchange: its pool takes it out (and counts the failure).
     fn failed(&self, node: &Backend, error: String) -> StoreError {
-        node.stats.failures.fetch_add(1, Relaxed);
         self.pool.do_send(Failure {
             id: node.id,
             error: error.clone(),

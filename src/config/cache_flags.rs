@@ -7,8 +7,8 @@ use crate::config::usage_error::{with_hints, SEE_HELP};
 
 /// Smallest and largest block: below 64 KiB the per-block requests dominate, above
 /// 64 MiB one block held for verification costs too much memory per reader.
-const MIN_BLOCK: u64 = 64 << 10;
-const MAX_BLOCK: u64 = 64 << 20;
+pub const MIN_BLOCK: u64 = 64 << 10;
+pub const MAX_BLOCK: u64 = 64 << 20;
 
 /// The S3 shared cache flags.
 #[derive(clap::Args, Clone, Debug, Default)]

@@ -41,6 +41,8 @@ pub struct CacheStats {
     pub fills_dropped: AtomicU64,
     /// Requests to the cache store that failed.
     pub errors: AtomicU64,
+    /// Metadata objects read back that failed validation (a miss each).
+    pub bad_meta: AtomicU64,
 }
 
 pub static STATS: CacheStats = CacheStats {
@@ -53,6 +55,7 @@ pub static STATS: CacheStats = CacheStats {
     fill_bytes: AtomicU64::new(0),
     fills_dropped: AtomicU64::new(0),
     errors: AtomicU64::new(0),
+    bad_meta: AtomicU64::new(0),
 };
 
 impl CacheStats {

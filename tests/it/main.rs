@@ -12,6 +12,7 @@ mod cache_headers;
 mod cache_memory;
 mod cache_ranges;
 mod cache_store_faults;
+mod cache_store_hostile;
 mod cache_wire;
 mod cli;
 mod console;

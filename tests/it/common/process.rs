@@ -258,6 +258,11 @@ impl Sidekick {
         })
     }
 
+    /// The process has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     pub fn get(&self, path: &str) -> Response {
         request(self.addr, "GET", path, &[], b"")
     }
