@@ -42,6 +42,12 @@ impl Layout {
         self.block(span.first / self.block_size) == span
     }
 
+    /// The whole blocks that `span` touches.
+    pub fn blocks(self, span: Span) -> impl Iterator<Item = Span> + Clone {
+        let bs = self.block_size;
+        (span.first / bs..=span.last / bs).map(move |index| self.block(index))
+    }
+
     /// `span` cut at block boundaries: what a fill of those bytes stores, one span
     /// per block (whole blocks, and pieces at the edges).
     pub fn cut(self, span: Span) -> impl Iterator<Item = Span> + Clone {
@@ -108,6 +114,8 @@ mod tests {
         assert_eq!(cut, vec![s(1, 3), s(4, 7), s(8, 9)]);
         assert!(!l.is_block(s(1, 3)) && l.is_block(s(4, 7)) && l.is_block(s(8, 9)));
         assert_eq!(l.cut(s(5, 6)).collect::<Vec<_>>(), vec![s(5, 6)]);
+        let blocks: Vec<Span> = l.blocks(s(5, 9)).collect();
+        assert_eq!(blocks, vec![s(4, 7), s(8, 9)]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! The S3 shared cache: objects read through sidekick are kept, in blocks, in one
-//! bucket shared by every sidecar. The origin still authorises and revalidates every
-//! request (`proxy::cached` drives that); this layer knows what is cacheable, where
-//! things live in the bucket, and reads and fills blocks.
+//! The S3 shared cache: the bytes clients read through sidekick are kept, in whole
+//! blocks and pieces of blocks, in one bucket shared by every sidecar. The origin
+//! still authorises and revalidates every request (`proxy::cached` drives that);
+//! this layer knows what is cacheable, where things live in the bucket, what covers
+//! a request, and reads and fills blocks and pieces.
 
 pub mod block;
 pub mod cover;
@@ -102,11 +103,12 @@ pub enum Unstored {
 impl Cache {
     pub fn new(cfg: CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
         let store = Store::new(&cfg, view, pool);
+        let recent = Recent::new(cfg.remember);
         Cache {
             cfg,
             store,
             fills: Arc::default(),
-            recent: Recent::default(),
+            recent,
             usable: AtomicBool::new(false),
         }
     }
@@ -200,7 +202,7 @@ impl Cache {
     fn cover(&self, meta: &Meta, need: Span, held: &[Span]) -> Option<Vec<Part>> {
         let layout = meta.layout();
         match meta.complete {
-            true => cover::cover(need, layout.cut(need)),
+            true => cover::cover(need, layout.blocks(need)),
             false => cover::cover(need, held.iter().copied()),
         }
     }

@@ -1,9 +1,10 @@
 //! What this sidekick knows of recently read objects: their metadata and the spans
 //! of their version it saw stored (filled here, found in the store, read in a hit).
 //! It spares the store a lookup before the origin is asked; it changes nothing
-//! about safety, since the origin confirms every request with the ETag. Bounded: two
-//! generations of at most `ENTRIES / 2` objects each (the older is dropped whole
-//! when the newer is full), at most `SPANS` spans per object.
+//! about safety, since the origin confirms every request with the ETag. Bounded
+//! (`--cache-remember` objects, 0: none): two generations of at most half of them
+//! each (the older is dropped whole when the newer is full), at most `SPANS` spans
+//! per object.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,10 +12,8 @@ use std::sync::{Arc, Mutex};
 use crate::cache::cover::Span;
 use crate::cache::meta::Meta;
 
-const ENTRIES: usize = 4096;
 const SPANS: usize = 256;
 
-#[derive(Default)]
 pub struct Recent {
     gens: Mutex<Gens>,
 }
@@ -23,6 +22,8 @@ pub struct Recent {
 struct Gens {
     new: HashMap<String, Entry>,
     old: HashMap<String, Entry>,
+    /// Objects in each generation, at most.
+    half: usize,
 }
 
 struct Entry {
@@ -41,7 +42,10 @@ impl Gens {
     }
 
     fn insert(&mut self, name: String, entry: Entry) {
-        if self.new.len() >= ENTRIES / 2 {
+        if self.half == 0 {
+            return;
+        }
+        if self.new.len() >= self.half {
             self.old = std::mem::take(&mut self.new);
         }
         self.new.insert(name, entry);
@@ -49,6 +53,17 @@ impl Gens {
 }
 
 impl Recent {
+    /// Remembers at most `objects` objects.
+    pub fn new(objects: usize) -> Recent {
+        let gens = Gens {
+            half: objects.div_ceil(2),
+            ..Gens::default()
+        };
+        Recent {
+            gens: Mutex::new(gens),
+        }
+    }
+
     /// The metadata of `name`, and the spans of its version seen stored.
     pub fn get(&self, name: &str) -> Option<(Arc<Meta>, Vec<Span>)> {
         let mut gens = self.gens.lock().ok()?;
@@ -102,6 +117,8 @@ impl Recent {
 mod tests {
     use super::*;
 
+    const ENTRIES: usize = 64;
+
     fn meta(etag: &str) -> Arc<Meta> {
         Arc::new(Meta {
             identity: "/b/k".into(),
@@ -116,7 +133,7 @@ mod tests {
 
     #[test]
     fn spans_of_the_version_remembered_until_it_changes() {
-        let r = Recent::default();
+        let r = Recent::new(ENTRIES);
         let (a, b) = (Span { first: 0, last: 3 }, Span { first: 4, last: 7 });
         let held = |r: &Recent| r.get("m").unwrap().1;
         assert!(r.get("m").is_none());
@@ -136,5 +153,9 @@ mod tests {
         }
         let gens = r.gens.lock().unwrap();
         assert!(gens.new.len() + gens.old.len() <= ENTRIES);
+        drop(gens);
+        let none = Recent::new(0);
+        none.remember("m", meta("\"a\""));
+        assert!(none.get("m").is_none());
     }
 }

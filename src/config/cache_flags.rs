@@ -62,6 +62,11 @@ pub struct CacheArgs {
     #[arg(long, env = "SIDEKICK_CACHE_HEADER_TTL", default_value = "60s", value_parser = positive_duration)]
     pub cache_header_ttl: std::time::Duration,
 
+    /// Objects whose metadata and stored blocks this sidekick remembers, so that a
+    /// hit needs no lookup in the store first (0: none; each costs a few KiB)
+    #[arg(long, env = "SIDEKICK_CACHE_REMEMBER", default_value_t = 4096)]
+    pub cache_remember: usize,
+
     /// Readiness path checked on each cache store node
     #[arg(
         long,
@@ -88,6 +93,7 @@ pub struct CacheConfig {
     pub max_size: u64,
     pub block_size: u64,
     pub header_ttl: std::time::Duration,
+    pub remember: usize,
     pub health_path: String,
     pub health_port: u16,
 }
@@ -167,6 +173,7 @@ impl CacheArgs {
             max_size,
             block_size,
             header_ttl: self.cache_header_ttl,
+            remember: self.cache_remember,
             health_path,
             health_port: self.cache_health_port,
         }))
