@@ -2,10 +2,10 @@
 //! block size), the representation headers a hit answers with, and when a full
 //! answer of the origin last showed those headers.
 
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-use actix_web::http::StatusCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::StatusCode;
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
 

@@ -115,7 +115,6 @@ impl Collector for CacheFamilies {
             ConstGauge::new(i64::from(node.up))
                 .encode(up.encode_family(&[("endpoint", node.endpoint.as_str())])?)?;
         }
-        drop(up);
         let mut errors = e.encode_descriptor(
             "sidekick_cache_node_errors",
             "Requests that failed on the cache store node (connection errors, broken or too slow bodies), each taking it out until its health check passes again.",

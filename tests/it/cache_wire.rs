@@ -516,6 +516,7 @@ fn cache_metrics_and_trace_lines_follow_hits_misses_and_bypasses() {
         ("sidekick_cache_fill_bytes_total", ""),
         ("sidekick_cache_fills_dropped_total", ""),
         ("sidekick_cache_errors_total", ""),
+        ("sidekick_cache_bad_metadata_total", ""),
     ] {
         assert!(
             sample_with(&s, name, label).is_some(),
@@ -534,6 +535,11 @@ fn cache_metrics_and_trace_lines_follow_hits_misses_and_bypasses() {
     assert_eq!(
         sample_with(&s, "sidekick_cache_up", &node),
         Some(1.0),
+        "{s}"
+    );
+    assert_eq!(
+        sample_with(&s, "sidekick_cache_node_errors_total", &node),
+        Some(0.0),
         "{s}"
     );
     promtool_check(&s);
