@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::cache_ranges::Real;
+use crate::cache_wire::{assert_body, Wire};
 use crate::common::boto::S3Answer;
+use crate::common::origin::Object;
 use crate::common::*;
 
 const SIZE: usize = 3 * (64 << 10) + 1000;
@@ -121,4 +123,64 @@ fn the_same_bytes_written_again_with_other_headers_are_served_with_them() {
     }
     assert_eq!(r.a.fill_bytes(), SIZE as u64, "the same bytes filled again");
     assert_eq!(r.b.fill_bytes(), 0, "the same bytes filled again");
+}
+
+/// An origin whose 304 shows `Last-Modified` (MinIO, AWS): one that differs from the
+/// stored one has the headers taken afresh at once, whatever `--cache-header-ttl`.
+#[test]
+fn a_304_showing_another_last_modified_refreshes_the_headers_before_serving() {
+    let w = Wire::start();
+    let body = bytes(SIZE, 51);
+    let path = "/bkt/rewritten";
+    w.origin.put(
+        path,
+        Object::new(body.clone(), "same")
+            .with_header("x-amz-meta-color", "blue")
+            .modified("Mon, 01 Jan 2024 00:00:00 GMT"),
+    );
+    assert_body(&w.get(path, &[]), 200, &body, "MISS", "first");
+    w.sk.wait_filled(SIZE as u64);
+    assert_body(&w.get(path, &[]), 200, &body, "HIT", "second");
+    let before = w.origin.asked_for(path).len();
+
+    // The same bytes written again: the same ETag, another Last-Modified.
+    w.origin.put(
+        path,
+        Object::new(body.clone(), "same")
+            .with_header("x-amz-meta-color", "red")
+            .modified("Tue, 02 Jan 2024 00:00:00 GMT"),
+    );
+    let res = w.get(path, &[]);
+    assert_body(&res, 200, &body, "HIT", "written again");
+    assert_eq!(
+        res.header("x-amz-meta-color"),
+        Some("red"),
+        "{:?}",
+        res.headers
+    );
+    assert_eq!(
+        res.header("last-modified"),
+        Some("Tue, 02 Jan 2024 00:00:00 GMT")
+    );
+    let asked = w.origin.asked_for(path);
+    let statuses: Vec<u16> = asked[before..].iter().map(|a| a.status).collect();
+    assert_eq!(
+        statuses,
+        vec![304, 200],
+        "the 304, then the headers asked for"
+    );
+    assert_eq!(asked[before + 1].header("if-none-match"), None);
+
+    // Stored for the next reads: a 304 alone again.
+    let res = w.get(path, &[]);
+    assert_body(&res, 200, &body, "HIT", "then");
+    assert_eq!(res.header("x-amz-meta-color"), Some("red"));
+    let asked = w.origin.asked_for(path);
+    assert_eq!(asked.len(), before + 3);
+    assert_eq!(asked[before + 2].status, 304);
+    assert_eq!(
+        w.sk.fill_bytes(),
+        SIZE as u64,
+        "the same bytes filled again"
+    );
 }
