@@ -210,7 +210,8 @@ impl Cache {
     /// Looks in the store for what holds the bytes of `need` that `held` does not:
     /// for each block, the block; for a block the range covers in part, also the
     /// piece of exactly those bytes (a repeat of the range finds it by name), and
-    /// when neither is there, the block's pieces listed. Failures find nothing.
+    /// when neither is there, the block's pieces listed. Failures find nothing. It
+    /// stops at the first block not covered: the request is then a miss.
     async fn probe(&self, up: &Upstream, meta: &Meta, need: Span, held: &[Span]) -> Vec<Span> {
         let layout = meta.layout();
         let version = Version::new(
@@ -223,12 +224,20 @@ impl Cache {
         let missing = layout
             .cut(need)
             .filter(|want| cover::cover(*want, held.iter().copied()).is_none());
-        stream::iter(missing)
-            .map(|want| self.probe_block(up, &version, layout, want))
-            .buffer_unordered(PROBES)
-            .flat_map(stream::iter)
-            .collect()
-            .await
+        let version = &version;
+        let probed = stream::iter(missing)
+            .map(|want| async move { (want, self.probe_block(up, version, layout, want).await) })
+            .buffered(PROBES);
+        let mut probed = std::pin::pin!(probed);
+        let mut found = Vec::new();
+        while let Some((want, spans)) = probed.next().await {
+            let covered = cover::cover(want, spans.iter().copied()).is_some();
+            found.extend(spans);
+            if !covered {
+                break;
+            }
+        }
+        found
     }
 
     /// The spans found in the store that hold `want`, inside one block.
