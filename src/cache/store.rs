@@ -180,7 +180,7 @@ impl Store {
         };
         let head_request = matches!(verb, Verb::Head);
         let res = match up
-            .exchange(node, &head, &mut body, head_request, true)
+            .exchange(node, |_| &head[..], &mut body, head_request, true)
             .await
         {
             Ok(res) => res,
