@@ -273,11 +273,14 @@ impl Cache {
             .collect()
     }
 
-    /// `meta` (a version with the headers of a full answer) is remembered, and
-    /// stored for the other sidekicks in the background.
-    pub fn keep(self: &Arc<Self>, up: Rc<Upstream>, meta: Arc<Meta>) {
+    /// `meta` (a version with the headers of a full answer) is remembered, and when
+    /// `store`, written for the other sidekicks in the background.
+    pub fn keep(self: &Arc<Self>, up: Rc<Upstream>, meta: Arc<Meta>, store: bool) {
         let name = key::meta(&self.cfg.prefix, &meta.identity);
         self.recent.remember(&name, meta.clone());
+        if !store {
+            return;
+        }
         let cache = self.clone();
         actix_rt::spawn(async move {
             if let Err(e) = cache.store.put(&up, &name, meta.encode().into()).await {

@@ -177,11 +177,15 @@ impl Read<'_, '_> {
     }
 
     /// The version `meta` with the headers of the origin's full answer `res`, stored
-    /// for the next readers when they changed.
+    /// for the next readers when they changed or had not been shown for the TTL (an
+    /// origin that ignores `If-None-Match` sends them every time).
     fn refresh(&self, meta: &Arc<Meta>, res: &Response) -> Arc<Meta> {
-        let fresh = Arc::new(meta.refreshed(&res.head, meta::unix_now()));
+        let now = meta::unix_now();
+        let fresh = Arc::new(meta.refreshed(&res.head, now));
+        let ttl = self.cache.cfg.header_ttl.as_secs();
+        let store = fresh.headers != meta.headers || meta.unconfirmed(ttl, now);
         let up = self.ex.worker.cache_upstream.clone();
-        self.cache.keep(up, fresh.clone());
+        self.cache.keep(up, fresh.clone(), store);
         fresh
     }
 
