@@ -1,16 +1,18 @@
-//! Fills in progress in this sidekick, one per object. The first reader of an object
-//! the cache does not hold claims it before asking the origin; readers that come
-//! while it waits for the origin's answer wait for the version it fills (a short
-//! wait), revalidate with the origin using that ETag, then wait for the blocks they
-//! need to be written. So concurrent misses fetch the object's bytes once.
+//! Fills in progress in this sidekick, one claimed per object. The first reader of
+//! an object the cache does not hold claims it before asking the origin; readers
+//! that come while it waits for the origin's answer wait for the version it fills (a
+//! short wait) and, when the bytes it brings hold theirs, revalidate with the origin
+//! using that ETag, then wait for the spans they need to be written. So concurrent
+//! misses of the same bytes fetch them once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::cache::cover::Span;
 use crate::cache::meta::Meta;
 
 /// Longest wait for the next step of a fill in progress (its version, a block).
@@ -29,10 +31,10 @@ pub struct Fill {
 
 #[derive(Default)]
 struct State {
-    /// What is being filled, once the origin answered: the version and the folder
-    /// of its blocks.
-    version: Option<(Arc<Meta>, String)>,
-    stored: Vec<bool>,
+    /// What is being filled, once the origin answered: the version and the bytes
+    /// of it the answer brings.
+    version: Option<(Arc<Meta>, Span)>,
+    stored: BTreeSet<Span>,
     ended: bool,
 }
 
@@ -68,35 +70,32 @@ impl Fills {
         }))
     }
 
-    /// The fill of `name` in progress with its version known.
-    pub fn current(&self, name: &str) -> Option<(Arc<Fill>, Arc<Meta>)> {
+    /// The fill of `name` in progress with its version known, and what it brings.
+    pub fn current(&self, name: &str) -> Option<(Arc<Fill>, Arc<Meta>, Span)> {
         let fill = self.map.lock().ok()?.get(name).cloned()?;
-        let (meta, _) = fill.version()?;
-        Some((fill, meta))
+        let (meta, span) = fill.version()?;
+        Some((fill, meta, span))
     }
 }
 
 impl FillGuard {
     /// Says what is filled: the waiters may go on.
-    pub fn begin(&self, meta: Arc<Meta>, version: String) {
+    pub fn begin(&self, meta: Arc<Meta>, span: Span) {
         if let Ok(mut state) = self.fill.state.lock() {
-            state.stored = vec![false; meta.blocks() as usize];
-            state.version = Some((meta, version));
+            state.version = Some((meta, span));
         }
         self.fill.changed.notify_waiters();
     }
 }
 
 impl Fill {
-    pub fn version(&self) -> Option<(Arc<Meta>, String)> {
+    pub fn version(&self) -> Option<(Arc<Meta>, Span)> {
         self.state.lock().ok()?.version.clone()
     }
 
-    pub fn stored(&self, index: u64) {
+    pub fn stored(&self, span: Span) {
         if let Ok(mut state) = self.state.lock() {
-            if let Some(slot) = state.stored.get_mut(index as usize) {
-                *slot = true;
-            }
+            state.stored.insert(span);
         }
         self.changed.notify_waiters();
     }
@@ -121,20 +120,21 @@ impl Fill {
         }
     }
 
-    /// The version being filled, once the origin's answer said it.
-    pub async fn wait_version(&self) -> Option<Arc<Meta>> {
-        self.wait(|s| s.version.as_ref().map(|(meta, _)| Some(meta.clone())))
-            .await
+    /// The version being filled and the bytes it brings, once the origin's answer
+    /// said them.
+    pub async fn wait_version(&self) -> Option<(Arc<Meta>, Span)> {
+        self.wait(|s| s.version.clone().map(Some)).await
     }
 
-    /// Waits until blocks `first..=last` are stored: false when the fill ended
-    /// without them, or stored nothing for `STALL` (its client reads slowly: the
-    /// origin serves this reader faster).
-    pub async fn wait_for(&self, first: u64, last: u64) -> bool {
-        let ready = |s: &State| match s.stored.get(first as usize..=last as usize) {
-            Some(span) if span.iter().all(|&b| b) => Some(Some(())),
-            Some(_) => None,
-            None => Some(None),
+    /// Waits until `spans` are stored: false when the fill ended without them, or
+    /// stored nothing for `STALL` (its client reads slowly: the origin serves this
+    /// reader faster).
+    pub async fn wait_for(&self, spans: &[Span]) -> bool {
+        let ready = |s: &State| {
+            spans
+                .iter()
+                .all(|x| s.stored.contains(x))
+                .then_some(Some(()))
         };
         self.wait(ready).await.is_some()
     }
@@ -156,6 +156,10 @@ impl Drop for FillGuard {
 mod tests {
     use super::*;
 
+    fn s(first: u64, last: u64) -> Span {
+        Span { first, last }
+    }
+
     fn meta() -> Arc<Meta> {
         Arc::new(Meta {
             identity: "/b/k".into(),
@@ -164,6 +168,7 @@ mod tests {
             block_size: 4,
             headers: Vec::new(),
             complete: false,
+            confirmed: 0,
         })
     }
 
@@ -181,17 +186,17 @@ mod tests {
             let fill = fill.clone();
             async move { fill.wait_version().await }
         });
-        guard.begin(meta(), "v".into());
-        assert_eq!(version.await.unwrap().unwrap().etag, "\"e\"");
+        guard.begin(meta(), Span { first: 0, last: 9 });
+        assert_eq!(version.await.unwrap().unwrap().0.etag, "\"e\"");
         assert!(fills.current("m").is_some());
         let blocks = actix_rt::spawn({
             let fill = fill.clone();
-            async move { fill.wait_for(1, 2).await }
+            async move { fill.wait_for(&[s(4, 7), s(8, 9)]).await }
         });
-        guard.fill.stored(1);
-        guard.fill.stored(2);
+        guard.fill.stored(s(4, 7));
+        guard.fill.stored(s(8, 9));
         assert!(blocks.await.unwrap());
-        let never = actix_rt::spawn(async move { fill.wait_for(0, 0).await });
+        let never = actix_rt::spawn(async move { fill.wait_for(&[s(0, 3)]).await });
         drop(guard);
         assert!(!never.await.unwrap());
         assert!(matches!(fills.claim("m"), Some(Claim::Mine(_))));

@@ -98,7 +98,12 @@ enum Verb {
     Get,
     Head,
     Put,
+    /// ListObjectsV2 of the keys under a prefix.
+    List,
 }
+
+/// Largest listing read back: one page of keys.
+const MAX_LIST: usize = 1 << 20;
 
 impl Store {
     pub fn new(cfg: &CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
@@ -136,6 +141,20 @@ impl Store {
             Some(_) => Ok(()),
             None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
         }
+    }
+
+    /// The keys under `prefix` (the first page of them: at most 1000).
+    pub async fn list(&self, up: &Upstream, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let xml = match self.request(up, Verb::List, prefix, None, MAX_LIST).await? {
+            Some(xml) => xml,
+            None => return Err(StoreError::Status(StatusCode::NOT_FOUND)),
+        };
+        let xml = String::from_utf8_lossy(&xml);
+        Ok(xml
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect())
     }
 
     async fn request(
@@ -236,6 +255,14 @@ impl Store {
             Verb::Get => ("GET", bucket.get_object(creds, name).sign(SIGNED_FOR)),
             Verb::Head => ("HEAD", bucket.head_object(creds, name).sign(SIGNED_FOR)),
             Verb::Put => ("PUT", bucket.put_object(creds, name).sign(SIGNED_FOR)),
+            // The bucket's own URL with the listing's query (rusty-s3 builds
+            // ListObjectsV2 only with features sidekick does not take).
+            Verb::List => {
+                let mut list = bucket.get_object(creds, "");
+                list.query_mut().insert("list-type", "2");
+                list.query_mut().insert("prefix", name.to_string());
+                ("GET", list.sign(SIGNED_FOR))
+            }
         };
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),

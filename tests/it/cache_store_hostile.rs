@@ -27,7 +27,9 @@ impl Hostile {
         let origin = Origin::start();
         let store = HostileStore::start();
         let mut args = store.flags();
-        args.extend(["--health-duration".into(), "500ms".into(), origin.url()]);
+        // Nothing remembered: every read looks its metadata up in the store.
+        args.extend(["--cache-remember", "0", "--health-duration", "500ms"].map(String::from));
+        args.push(origin.url());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let sk = Sidekick::start(&args);
         sk.wait_cache_ready(BUCKET);
