@@ -16,19 +16,21 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 RANK = {
     "tls": 0,
     "config": 1,
-    "pool": 2,
-    "upstream": 3,
-    "observe": 3,
-    "cache": 4,
-    "admin": 5,
-    "proxy": 6,
+    "upstream": 2,
+    "pool": 3,
+    "observe": 4,
+    "cache": 5,
+    "admin": 6,
+    # Per client connection, under the requests on it; beside admin.
+    "conn": 6,
+    "proxy": 7,
     # Wiring: starts everything, imported by nothing but the wiring.
-    "limits": 7,
-    "http_server": 8,
-    "server": 9,
-    "signals": 8,
-    "main": 10,
-    "lib": 10,
+    "limits": 8,
+    "http_server": 9,
+    "server": 10,
+    "signals": 9,
+    "main": 11,
+    "lib": 11,
 }
 
 CHILD = re.compile(r"(?<![\w:])([a-z_][a-z0-9_]*)::")

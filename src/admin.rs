@@ -1,13 +1,15 @@
 //! sidekick's own paths. `GET /v1/health`: 200 while any site has a backend up.
 //! `GET /.prometheus/metrics`: Prometheus metrics.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use actix::Addr;
 use actix_web::http::header::{ACCEPT, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::cache::Cache;
 use crate::config::paths::{CERTIFICATES_PATH, METRICS_PATH};
-use crate::observe::cache_metrics::CacheFamilies;
+use crate::observe::cache_metrics::{CacheFamilies, CacheNode};
 use crate::pool::messages::Snapshot;
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
@@ -46,7 +48,11 @@ async fn metrics(req: &HttpRequest, pool: &Addr<Pool>, cache: Option<&Cache>) ->
                 nodes
                     .backends
                     .iter()
-                    .map(|n| (n.backend.endpoint.to_string(), n.up))
+                    .map(|n| CacheNode {
+                        endpoint: n.backend.endpoint.to_string(),
+                        up: n.up,
+                        errors: n.backend.stats.failures.load(Relaxed),
+                    })
                     .collect(),
             )),
             Err(_) => None,

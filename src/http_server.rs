@@ -1,7 +1,7 @@
 //! The HTTP server, wired from actix-server, actix-tls and actix-http as actix-web's
 //! `HttpServer` wires them (same timeouts, limits, ALPN and graceful shutdown), with
 //! one difference that `HttpServer` has no hook for: every HTTP/1 connection is read
-//! through `proxy::watched`, which has actix-http refuse a bare LF in a chunked
+//! through `conn::watched`, which has actix-http refuse a bare LF in a chunked
 //! trailer section instead of reading the request behind it as trailer lines.
 
 use std::any::Any;
@@ -22,7 +22,7 @@ use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use crate::proxy::watched::Watched;
+use crate::conn::watched::Watched;
 
 /// Called with each new connection (its TCP or TLS stream) and its data.
 pub type OnConnect = Arc<dyn Fn(&dyn Any, &mut Extensions) + Send + Sync>;

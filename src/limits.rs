@@ -71,34 +71,29 @@ pub fn apply(cfg: &Config) -> Capacity {
 }
 
 /// Sets the soft `RLIMIT_NOFILE` to the hard one and returns the soft limit then in
-/// force (`u64::MAX` when unlimited or unknown).
+/// force (`u64::MAX` when unlimited).
 #[cfg(unix)]
 fn raise_nofile() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    // `None` is unlimited.
+    let mut lim = getrlimit(Resource::Nofile);
+    let below_hard = match (lim.current, lim.maximum) {
+        (Some(soft), Some(hard)) => soft < hard,
+        (Some(_), None) => true,
+        (None, _) => false,
     };
-    // SAFETY: getrlimit writes only into the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return u64::MAX;
-    }
-    if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
+    if below_hard {
+        let raised = Rlimit {
+            current: lim.maximum,
+            maximum: lim.maximum,
         };
-        // SAFETY: setrlimit only reads the struct it is given. It can refuse (macOS
-        // caps the soft limit below an unlimited hard one): the old limit then stays.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            lim.rlim_cur = lim.rlim_max;
+        // It can be refused (macOS caps the soft limit below an unlimited hard one):
+        // the old limit then stays.
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            lim.current = lim.maximum;
         }
     }
-    if lim.rlim_cur == libc::RLIM_INFINITY {
-        return u64::MAX;
-    }
-    #[allow(clippy::useless_conversion)] // rlim_t is not u64 everywhere
-    let soft = u64::try_from(lim.rlim_cur).unwrap_or(u64::MAX);
-    soft
+    lim.current.unwrap_or(u64::MAX)
 }
 
 #[cfg(not(unix))]

@@ -1,5 +1,7 @@
 //! sidekick: a high-performance sidecar HTTP load balancer.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use sidekick::config;

@@ -13,10 +13,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::cache::Cache;
 use crate::config::{Config, Listen};
+use crate::conn::conn_info::ConnInfo;
 use crate::http_server::Settings;
 use crate::pool::view::PoolView;
 use crate::pool::Pool;
-use crate::proxy::conn_info::ConnInfo;
+use crate::proxy::error::{raw_response, ProxyError};
 use crate::proxy::handler as proxy;
 use crate::proxy::shared::{Shared, Worker};
 
@@ -62,6 +63,8 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
     let shared = web::Data::new(Shared::new(&cfg, view, pool.clone(), cache));
     let open = Arc::new(AtomicUsize::new(0));
     let max_conns = capacity.max_conns;
+    let refusal: Arc<[u8]> = raw_response(ProxyError::TooManyConnections).into();
+    let forward_loopback = cfg.forward_loopback_addr;
     let worker_cfg = cfg.clone();
     let traced = crate::observe::trace::requests_on();
     let app = move || {
@@ -84,7 +87,13 @@ pub async fn run(cfg: Config, listeners: Vec<TcpListener>) -> std::io::Result<()
         keep_alive: cfg.keepalive_timeout,
         client_request_timeout: cfg.client_header_timeout,
         on_connect: Arc::new(move |conn, data| {
-            data.insert(ConnInfo::new(conn, open.clone(), max_conns));
+            data.insert(ConnInfo::new(
+                conn,
+                open.clone(),
+                max_conns,
+                &refusal,
+                forward_loopback,
+            ));
         }),
     };
     let (server, addrs) = crate::http_server::build(listeners, tls.config(), settings, app)?;

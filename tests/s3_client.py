@@ -9,8 +9,9 @@ Every request names its client: {"endpoint", "access", "secret", "region"} plus 
 for "get_raw"; "put" takes its body in hex too); a refused call (ClientError) is
 an answer too, with its error code, and so is a body cut short ("cut").
 
-ops: put, get, head, delete, list, get_raw, presign, fetch (a plain HTTP GET of a
-URL, e.g. a presigned one, with extra headers).
+ops: put (with an optional content_type and metadata), copy (onto itself or from
+another key, replacing the metadata), get, head, delete, list, get_raw, presign,
+fetch (a plain HTTP GET of a URL, e.g. a presigned one, with extra headers).
 """
 import hashlib
 import json
@@ -109,9 +110,28 @@ def run(req):
     try:
         if op == "put":
             body = bytes.fromhex(req["body"])
-            resp = s3.put_object(Bucket=req["bucket"], Key=req["key"], Body=body)
+            args = {"Bucket": req["bucket"], "Key": req["key"], "Body": body}
+            if "content_type" in req:
+                args["ContentType"] = req["content_type"]
+            if "metadata" in req:
+                args["Metadata"] = req["metadata"]
+            resp = s3.put_object(**args)
             out = described(resp["ResponseMetadata"])
             out["etag"] = resp["ETag"]
+            return out
+        if op == "copy":
+            args = {
+                "Bucket": req["bucket"],
+                "Key": req["key"],
+                "CopySource": {"Bucket": req["bucket"], "Key": req.get("source", req["key"])},
+                "MetadataDirective": "REPLACE",
+                "Metadata": req.get("metadata", {}),
+            }
+            if "content_type" in req:
+                args["ContentType"] = req["content_type"]
+            resp = s3.copy_object(**args)
+            out = described(resp["ResponseMetadata"])
+            out["etag"] = resp["CopyObjectResult"]["ETag"]
             return out
         if op == "get":
             resp = s3.get_object(**get_args(req))

@@ -1,9 +1,10 @@
 //! Claims of a fill across the fleet: before a cold read asks the origin for the body,
 //! its sidekick claims the object's fill in the bucket (`claims/<hash>`). The claim
-//! says who holds it, when it was last written, the version filled (once the origin's
-//! answer shows it) and how far the fill got. The others mirror that progress into a
-//! local fill (`cache::lock`), so their readers wait for the version, revalidate it
-//! with the origin and read the blocks as they land, as if the fill were their own.
+//! says who holds it, when it was last written, the version filled and the bytes of
+//! it the fill brings (once the origin's answer shows them) and how far the fill got.
+//! The others mirror that progress into a local fill (`cache::lock`), so their
+//! readers whose bytes it brings wait for the version, revalidate it with the origin
+//! and read the spans as they land, as if the fill were their own.
 //!
 //! * A store that honours conditional writes (AWS S3, MinIO) makes the claim atomic:
 //!   `If-None-Match: *` creates it, `If-Match: <its ETag>` takes over one that ended
@@ -27,10 +28,12 @@ use bytes::Bytes;
 use log::debug;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::cover::Span;
 use crate::cache::lock::{Claim, Fill, FillGuard, Progress, STALL};
 use crate::cache::meta::{self, Meta};
+use crate::cache::request::Lookup;
 use crate::cache::store::{Condition, StoreError, Written, LOOKUP_TIMEOUT};
-use crate::cache::{key, Cache};
+use crate::cache::{joined, key, wait_joined, Cache, Found, Known};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
 
@@ -65,9 +68,11 @@ pub struct Record {
     pub done: bool,
     /// The version filled (`Meta::encode`), once the origin answered.
     pub meta: Option<String>,
-    /// Blocks `first..next` are stored.
+    /// The bytes of it the fill brings, `first..=last` (with `meta`).
     pub first: u64,
-    pub next: u64,
+    pub last: u64,
+    /// How many of those bytes are stored, from `first` on.
+    pub stored: u64,
     /// Bytes of the origin's answer the holder has seen.
     pub received: u64,
 }
@@ -93,15 +98,22 @@ impl Record {
         let owner_ok = !record.owner.is_empty()
             && record.owner.len() <= MAX_OWNER
             && record.owner.bytes().all(|b| b.is_ascii_alphanumeric());
-        (owner_ok && record.first <= record.next).then_some(record)
+        let span_ok =
+            record.first <= record.last && record.stored <= record.last - record.first + 1;
+        (owner_ok && span_ok).then_some(record)
     }
 
-    /// The version it fills, checked as metadata read from the store is.
-    fn version(&self, identity: &str, max_size: u64) -> Option<Meta> {
+    /// The version it fills and the bytes of it the fill brings, checked as
+    /// metadata read from the store is.
+    fn version(&self, identity: &str, max_size: u64) -> Option<(Meta, Span)> {
         let meta = Meta::decode(self.meta.as_ref()?.as_bytes(), identity, max_size)?;
-        // Bounds the memory a mirror spends on the fill's blocks.
+        // Bounds the memory a mirror spends on the fill's spans.
         let sane = meta.size <= max_size && meta.block_size >= 64 << 10;
-        sane.then_some(meta)
+        let span = Span {
+            first: self.first,
+            last: self.last,
+        };
+        (sane && span.last < meta.size).then_some((meta, span))
     }
 
     /// Written so long ago that its holder is gone, whatever the record says.
@@ -114,6 +126,18 @@ impl Record {
     /// metadata cleared after a bad block) must fill again.
     fn worth_following(&self) -> bool {
         !self.done && !self.dead()
+    }
+
+    /// Whether the fill it shows may bring the bytes `lookup` asks for: it does, or
+    /// the origin has not answered it yet.
+    fn may_bring(&self, lookup: &Lookup, max_size: u64) -> bool {
+        let Some((meta, span)) = self.version(&lookup.identity, max_size) else {
+            return true;
+        };
+        match lookup.need(meta.size) {
+            Some(need) => span.contains(need),
+            None => true,
+        }
     }
 }
 
@@ -159,11 +183,9 @@ pub async fn take(cache: &Cache, up: &Upstream, identity: &str) -> Taken {
         Ok(Err(e)) => Taken::Unknown(e.to_string()),
         Err(_) => Taken::Unknown("the claim timed out".into()),
     };
-    match &taken {
-        Taken::Won(_) => STATS.claims_won.fetch_add(1, Relaxed),
-        Taken::Held(_) => STATS.claims_waited.fetch_add(1, Relaxed),
-        Taken::Unknown(_) => 0,
-    };
+    if let Taken::Won(_) = &taken {
+        STATS.claims_won.fetch_add(1, Relaxed);
+    }
     taken
 }
 
@@ -251,9 +273,11 @@ pub async fn hold(cache: Arc<Cache>, up: Rc<Upstream>, mut holder: Holder, fill:
             holder.record.meta = now
                 .version
                 .as_ref()
-                .and_then(|m| String::from_utf8(m.encode()).ok());
-            holder.record.first = now.first;
-            holder.record.next = now.next;
+                .and_then(|(m, _)| String::from_utf8(m.encode()).ok());
+            if let Some((_, span)) = now.version {
+                (holder.record.first, holder.record.last) = (span.first, span.last);
+            }
+            holder.record.stored = now.stored;
             holder.record.received = now.received;
             holder.record.done = now.ended;
             match holder.write(&cache, &up).await {
@@ -296,146 +320,145 @@ impl Holder {
     }
 }
 
-/// Mirrors another sidecar's fill, as its claim shows it, into the local fill of
-/// `guard` until that fill ends, or shows no progress for `LEASE`
-/// (then counted as expired). Local readers wait on the local fill as on one of
-/// their own.
-pub async fn follow(
+/// Mirrors another sidecar's fill, as its claim `first` shows it, into the local
+/// fill of `guard`: at once, then in the background until that fill ends, or shows
+/// no progress for `LEASE` (then counted as expired). Local readers wait on the
+/// local fill as on one of their own.
+fn follow(cache: &Arc<Cache>, up: &Rc<Upstream>, identity: &str, guard: FillGuard, first: Record) {
+    STATS.claims_waited.fetch_add(1, Relaxed);
+    if mirror(cache, identity, &guard, &Record::default(), &first) {
+        guard.fill.nudge();
+    }
+    let (cache, up, identity) = (cache.clone(), up.clone(), identity.to_string());
+    actix_rt::spawn(keep_following(cache, up, identity, guard, first));
+}
+
+async fn keep_following(
     cache: Arc<Cache>,
     up: Rc<Upstream>,
     identity: String,
     guard: FillGuard,
-    first: Record,
+    mut seen: Record,
 ) {
     let name = key::claim(&cache.cfg.prefix, &identity);
-    let mut seen = Record::default();
     let mut progressed = Instant::now();
-    let mut record = Some(first);
-    loop {
-        if let Some(now) = record.take() {
-            if now.owner != seen.owner {
-                // A new holder: a takeover, or (best effort) the claim settling on its
-                // winner. Its fill of the same version stores the same blocks.
-                seen = Record::default();
-            }
-            if mirror(&cache, &identity, &guard, &seen, &now) {
-                progressed = Instant::now();
-                guard.fill.nudge();
-            }
-            seen = now;
-            if seen.done {
-                // Every block stored, or the holder gave up: either way, over.
-                return;
-            }
-        }
+    // Every span stored, or the holder gave up: either way, over.
+    while !seen.done {
         if progressed.elapsed() >= LEASE {
             STATS.claims_expired.fetch_add(1, Relaxed);
             debug!("claim {name}: no progress for {LEASE:?}, given up");
             return;
         }
         actix_rt::time::sleep(POLL).await;
-        match read(&cache, &up, &name).await {
-            Ok(Some((now, _))) => record = Some(now),
+        let now = match read(&cache, &up, &name).await {
+            Ok(Some((now, _))) => now,
             // Gone (the lifecycle rule): nothing to follow.
             Ok(None) => return,
-            Err(e) => debug!("claim {name} not read: {e}"),
+            Err(e) => {
+                debug!("claim {name} not read: {e}");
+                continue;
+            }
+        };
+        if now.owner != seen.owner {
+            // A new holder: a takeover, or (best effort) the claim settling on its
+            // winner. Its fill of the same bytes stores the same spans.
+            seen = Record::default();
         }
+        if mirror(&cache, &identity, &guard, &seen, &now) {
+            progressed = Instant::now();
+            guard.fill.nudge();
+        }
+        seen = now;
     }
 }
 
 /// Brings the local fill up to the claim `now` (`seen` was the last one read);
 /// whether it progressed.
 fn mirror(cache: &Cache, identity: &str, guard: &FillGuard, seen: &Record, now: &Record) -> bool {
-    let Some(meta) = now.version(identity, cache.cfg.max_size) else {
+    let Some((meta, span)) = now.version(identity, cache.cfg.max_size) else {
         return now.done != seen.done;
     };
     let fill = &guard.fill;
     match fill.version() {
-        None => {
-            let folder = key::version(
-                &cache.cfg.prefix,
-                identity,
-                &meta.etag,
-                meta.size,
-                meta.block_size,
-            );
-            guard.begin(Arc::new(meta.clone()), folder);
-        }
+        None => guard.begin(Arc::new(meta.clone()), span),
         // A new holder filling another version (the object changed on the origin),
-        // or into other blocks: nothing of it counts as progress here.
-        Some((known, _))
-            if (&known.etag, known.size, known.block_size)
-                != (&meta.etag, meta.size, meta.block_size) =>
-        {
-            return false
-        }
+        // or other bytes of it: nothing of it counts as progress here.
+        Some((known, brings)) if !known.same_version(&meta) || brings != span => return false,
         Some(_) => {}
     }
-    let from = now.first.max(seen.next.min(now.next));
-    for index in from..now.next.min(meta.blocks()) {
-        fill.stored(index);
+    // The spans `seen` showed stored are marked already.
+    let marked = match seen.meta.is_some() && (seen.first, seen.last) == (now.first, now.last) {
+        true => seen.stored.min(now.stored),
+        false => 0,
+    };
+    let (from, to) = (span.first + marked, span.first + now.stored);
+    for stored in meta.layout().cut(span) {
+        if from <= stored.last && stored.last < to {
+            fill.stored(stored);
+        }
     }
-    (&now.meta, now.next, now.received, now.done)
-        != (&seen.meta, seen.next, seen.received, seen.done)
+    (&now.meta, now.stored, now.received, now.done)
+        != (&seen.meta, seen.stored, seen.received, seen.done)
 }
 
-/// The claim of a cold object's fill: the local one (`cache::lock`), and, when this
-/// request takes it, the fleet's. When another sidecar holds the fleet's, the local
-/// fill follows that one and the request waits on it like any local waiter.
+/// A cold read claimed the object's fill in this sidekick (`guard`): it claims it
+/// in the bucket too, so that the fleet fills it once. When another sidecar holds
+/// that claim, the local fill follows that one and the request waits on it like any
+/// local waiter (`cache::wait_joined`), unless that fill is known to bring other
+/// bytes than those asked for: then this request fills alone.
 pub async fn claim(
     cache: &Arc<Cache>,
     up: &Rc<Upstream>,
-    name: &str,
-    identity: &str,
-) -> Option<Claim> {
-    let guard = match cache.fills.claim(name)? {
-        Claim::Mine(guard) => guard,
-        theirs => return Some(theirs),
-    };
+    guard: FillGuard,
+    lookup: &Lookup,
+) -> Found {
+    let identity = &lookup.identity;
     match take(cache, up, identity).await {
         Taken::Won(holder) => {
             let fill = guard.fill.clone();
             actix_rt::spawn(hold(cache.clone(), up.clone(), holder, fill));
-            Some(Claim::Mine(guard))
+            Found::Nothing(Some(guard))
+        }
+        Taken::Held(record) if !record.may_bring(lookup, cache.cfg.max_size) => {
+            debug!("fill of {identity} claimed in the bucket for other bytes");
+            Found::Nothing(Some(guard))
         }
         Taken::Held(record) => {
             let fill = guard.fill.clone();
-            let (cache, up, identity) = (cache.clone(), up.clone(), identity.to_string());
-            actix_rt::spawn(follow(cache, up, identity, guard, record));
-            Some(Claim::Theirs(fill))
+            follow(cache, up, identity, guard, record);
+            wait_joined(fill, lookup).await
         }
         Taken::Unknown(why) => {
             debug!("fill of {identity} not claimed in the bucket: {why}");
-            Some(Claim::Mine(guard))
+            Found::Nothing(Some(guard))
         }
     }
 }
 
-/// A version the store holds only in part (its fill may be running in another
-/// sidecar): the fill that claim shows, followed here, when it fills that version.
+/// A version held whose stored spans do not cover the request (`known`): its bytes
+/// may be on their way in a fill another sidecar runs. That fill, as its claim
+/// shows it, followed here and joined, when it fills that version and brings them.
 pub async fn join(
     cache: &Arc<Cache>,
     up: &Rc<Upstream>,
-    name: &str,
-    meta: &Meta,
-) -> Option<Arc<Fill>> {
+    known: &Known,
+    lookup: &Lookup,
+) -> Option<Known> {
+    let (meta, need) = (&known.meta, known.need?);
     let claim = key::claim(&cache.cfg.prefix, &meta.identity);
     let read = actix_rt::time::timeout(LOOKUP_TIMEOUT, read(cache, up, &claim));
     let (record, _) = read.await.ok()?.ok()??;
-    let same = record
-        .version(&meta.identity, cache.cfg.max_size)
-        .is_some_and(|v| v.etag == meta.etag && v.size == meta.size);
-    if record.done || record.dead() || !same {
+    let (version, span) = record.version(&meta.identity, cache.cfg.max_size)?;
+    if !record.worth_following() || !version.same_version(meta) || !span.contains(need) {
         return None;
     }
-    let Claim::Mine(guard) = cache.fills.claim(name)? else {
+    let Claim::Mine(guard) = cache.fills.claim(&cache.meta_name(lookup))? else {
         return None;
     };
-    STATS.claims_waited.fetch_add(1, Relaxed);
     let fill = guard.fill.clone();
-    let (cache, up, identity) = (cache.clone(), up.clone(), meta.identity.clone());
-    actix_rt::spawn(follow(cache, up, identity, guard, record));
-    Some(fill)
+    follow(cache, up, &meta.identity, guard, record);
+    let (meta, span) = fill.version()?;
+    joined(fill, meta, span, lookup)
 }
 
 #[cfg(test)]
@@ -450,6 +473,7 @@ mod tests {
             block_size: 64 << 10,
             headers: Vec::new(),
             complete: false,
+            confirmed: 0,
         }
     }
 
@@ -457,24 +481,32 @@ mod tests {
     fn a_claim_round_trips_and_a_hostile_one_is_refused() {
         let mut r = Record::new(owner());
         r.meta = String::from_utf8(meta(200_000).encode()).ok();
-        r.next = 2;
+        (r.first, r.last, r.stored) = (1000, 199_999, 2 << 16);
         let bytes = r.encode();
         assert_eq!(r.seq, 1);
         let back = Record::decode(&bytes).unwrap();
         assert_eq!(back, r);
-        assert_eq!(back.version("/b/k", 1 << 30), Some(meta(200_000)));
-        // Another object's metadata, one too large, a tiny block size: not followed.
+        let span = Span {
+            first: 1000,
+            last: 199_999,
+        };
+        assert_eq!(back.version("/b/k", 1 << 30), Some((meta(200_000), span)));
+        // Another object's metadata, one too large, a tiny block size, bytes past
+        // the object's end: not followed.
         assert_eq!(back.version("/b/other", 1 << 30), None);
         assert_eq!(back.version("/b/k", 100_000), None);
+        r.last = 200_000;
+        assert_eq!(r.version("/b/k", 1 << 30), None);
         let mut tiny = meta(10);
         tiny.block_size = 1;
         r.meta = String::from_utf8(tiny.encode()).ok();
         assert_eq!(r.version("/b/k", 1 << 30), None);
         for bad in [
             &b"garbage"[..],
-            br#"{"owner":"","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":0,"next":0,"received":0}"#,
-            br#"{"owner":"a\r\nb","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":0,"next":0,"received":0}"#,
-            br#"{"owner":"ab","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":3,"next":2,"received":0}"#,
+            br#"{"owner":"","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":0,"last":0,"stored":0,"received":0}"#,
+            br#"{"owner":"a\r\nb","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":0,"last":0,"stored":0,"received":0}"#,
+            br#"{"owner":"ab","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":3,"last":2,"stored":0,"received":0}"#,
+            br#"{"owner":"ab","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":2,"last":3,"stored":3,"received":0}"#,
         ] {
             assert_eq!(Record::decode(bad), None, "{}", String::from_utf8_lossy(bad));
         }
@@ -490,7 +522,7 @@ mod tests {
         r.encode();
         r.done = true;
         r.meta = String::from_utf8(meta(200_000).encode()).ok();
-        r.next = 4;
+        (r.last, r.stored) = (199_999, 200_000);
         assert!(
             !r.worth_following(),
             "a fill that ended, even with every block"

@@ -1,5 +1,6 @@
-//! Fills: an origin answer streams to the client untouched while the whole blocks in
-//! it are copied aside and written to the cache store by a background task. Blocks
+//! Fills: an origin answer streams to the client untouched while its bytes are cut at
+//! block boundaries, copied aside and written to the cache store by a background
+//! task: whole blocks, and the pieces of blocks at the edges of a range. Spans
 //! waiting to be written hold memory from one budget per sidekick; a fill that would
 //! overrun it is dropped (the client never waits for the cache).
 
@@ -15,6 +16,7 @@ use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt};
 use log::debug;
 
+use crate::cache::cover::{Layout, Span};
 use crate::cache::lock::Fill;
 use crate::cache::meta::Meta;
 use crate::cache::{block, key, Cache, Plan};
@@ -25,7 +27,7 @@ use crate::upstream::Upstream;
 pub const BUDGET: u64 = 64 << 20;
 static HELD: AtomicU64 = AtomicU64::new(0);
 
-/// Budget held for one block; given back when dropped.
+/// Budget held for one span; given back when dropped.
 struct Reservation(u64);
 
 impl Reservation {
@@ -45,19 +47,21 @@ impl Drop for Reservation {
     }
 }
 
-/// A block copied whole and sealed, on its way to the store.
+/// A span copied whole and sealed, on its way to the store.
 struct Copied {
-    index: u64,
+    span: Span,
     block: Bytes,
     _budget: Reservation,
 }
 
-/// Cuts the bytes of one answer into blocks: `offset` is where in the object the
-/// answer's first byte is (a 206 starts anywhere; only whole blocks are kept).
+/// Cuts the bytes of one answer at block boundaries: `offset` is where in the
+/// object the answer's next byte is, `last` its last byte (a 206 starts and ends
+/// anywhere: its edges are pieces of their blocks).
 pub struct Filler {
     offset: u64,
-    size: u64,
-    block_size: u64,
+    last: u64,
+    layout: Layout,
+    span: Span,
     current: BytesMut,
     budget: Option<Reservation>,
     out: mpsc::UnboundedSender<Copied>,
@@ -66,33 +70,30 @@ pub struct Filler {
 }
 
 impl Filler {
-    fn block_len(&self, index: u64) -> u64 {
-        self.block_size.min(self.size - index * self.block_size)
-    }
-
-    /// Takes the next bytes of the answer; false once the fill is dropped.
+    /// Takes the next bytes of the answer; false once the fill is dropped. Each drop
+    /// is counted once, where it happens: here when the budget is spent, by the
+    /// writer when the store fails it (which then stops taking spans).
     fn feed(&mut self, mut data: &[u8]) -> bool {
         if let Some(fill) = &self.fill {
             fill.received(data.len() as u64);
         }
-        while !data.is_empty() && self.offset < self.size {
-            let index = self.offset / self.block_size;
-            let start = index * self.block_size;
-            if self.budget.is_none() && self.offset != start {
-                // The answer began inside this block: skip to the next one.
-                let skip = (start + self.block_size - self.offset).min(data.len() as u64);
-                self.offset += skip;
-                data = &data[skip as usize..];
-                continue;
-            }
-            let len = self.block_len(index);
+        while !data.is_empty() && self.offset <= self.last {
             if self.budget.is_none() {
-                match Reservation::take(len) {
+                let block = self.layout.block(self.offset / self.layout.block_size);
+                self.span = Span {
+                    first: self.offset,
+                    last: block.last.min(self.last),
+                };
+                match Reservation::take(self.span.bytes()) {
                     Some(r) => self.budget = Some(r),
-                    None => return false,
+                    None => {
+                        STATS.fills_dropped.fetch_add(1, Relaxed);
+                        return false;
+                    }
                 }
-                self.current = block::start(len as usize);
+                self.current = block::start(self.span.bytes() as usize);
             }
+            let len = self.span.bytes();
             let have = (self.current.len() - block::HEADER) as u64;
             let want = (len - have).min(data.len() as u64) as usize;
             self.current.extend_from_slice(&data[..want]);
@@ -104,7 +105,7 @@ impl Filler {
                     return false;
                 };
                 let copied = Copied {
-                    index,
+                    span: self.span,
                     block: data,
                     _budget: budget,
                 };
@@ -121,13 +122,14 @@ impl Filler {
 pub fn start(cache: Arc<Cache>, up: Rc<Upstream>, plan: Plan) -> Filler {
     let (tx, rx) = mpsc::unbounded();
     let filler = Filler {
-        offset: plan.offset,
-        size: plan.meta.size,
-        block_size: plan.meta.block_size,
+        offset: plan.span.first,
+        last: plan.span.last,
+        layout: plan.meta.layout(),
+        span: plan.span,
         current: BytesMut::new(),
         budget: None,
         out: tx,
-        fill: Some(plan.guard.fill.clone()),
+        fill: plan.guard.as_ref().map(|guard| guard.fill.clone()),
     };
     actix_rt::spawn(write(cache, up, plan, rx));
     filler
@@ -145,23 +147,27 @@ async fn write(
         version,
         ..
     } = plan;
-    let fill = guard.fill.clone();
     let meta_name = key::meta(&cache.cfg.prefix, &meta.identity);
+    let layout = meta.layout();
     let mut meta_written = false;
     let mut stored = 0u64;
     while let Some(copied) = blocks.next().await {
-        let name = key::block(&version, copied.index);
-        let len = (copied.block.len() - block::HEADER) as u64;
+        let span = copied.span;
+        let whole = layout.is_block(span);
+        let name = version.name(span, whole);
         if let Err(e) = cache.store.put(&up, &name, copied.block).await {
             debug!("fill of {} dropped: {e}", meta.identity);
             STATS.fills_dropped.fetch_add(1, Relaxed);
             return;
         }
-        STATS.fill_bytes.fetch_add(len, Relaxed);
-        fill.stored(copied.index);
-        stored += 1;
+        STATS.fill_bytes.fetch_add(span.bytes(), Relaxed);
+        if let Some(guard) = &guard {
+            guard.fill.stored(span);
+        }
+        cache.recent.held(&meta_name, &meta, [span]);
+        stored += u64::from(whole);
         if !meta_written {
-            // After the first block: a reader finding the metadata finds blocks too.
+            // After the first span: a reader finding the metadata finds bytes too.
             meta_written = true;
             if let Err(e) = cache.store.put(&up, &meta_name, meta.encode().into()).await {
                 debug!("metadata of {} not stored: {e}", meta.identity);
@@ -174,6 +180,9 @@ async fn write(
             complete: true,
             ..(*meta).clone()
         };
+        cache
+            .recent
+            .remember(&meta_name, Arc::new(complete.clone()));
         if let Err(e) = cache
             .store
             .put(&up, &meta_name, complete.encode().into())
@@ -189,9 +198,7 @@ async fn write(
 pub fn whole(data: &[u8], filler: Option<Filler>) {
     STATS.from_origin.fetch_add(data.len() as u64, Relaxed);
     if let Some(mut filler) = filler {
-        if !filler.feed(data) {
-            STATS.fills_dropped.fetch_add(1, Relaxed);
-        }
+        filler.feed(data);
     }
 }
 
@@ -221,7 +228,6 @@ where
                 STATS.from_origin.fetch_add(chunk.len() as u64, Relaxed);
                 if let Some(filler) = self.filler.as_mut() {
                     if !filler.feed(chunk) {
-                        STATS.fills_dropped.fetch_add(1, Relaxed);
                         self.filler = None;
                     }
                 }
@@ -238,12 +244,17 @@ where
 mod tests {
     use super::*;
 
-    fn filler(offset: u64, size: u64) -> (Filler, mpsc::UnboundedReceiver<Copied>) {
+    fn filler(first: u64, last: u64) -> (Filler, mpsc::UnboundedReceiver<Copied>) {
         let (out, rx) = mpsc::unbounded();
+        let span = Span { first, last };
         let filler = Filler {
-            offset,
-            size,
-            block_size: 4,
+            offset: first,
+            last,
+            layout: Layout {
+                size: 10,
+                block_size: 4,
+            },
+            span,
             current: BytesMut::new(),
             budget: None,
             out,
@@ -252,34 +263,47 @@ mod tests {
         (filler, rx)
     }
 
-    fn blocks(rx: &mut mpsc::UnboundedReceiver<Copied>) -> Vec<(u64, Bytes)> {
+    fn spans(rx: &mut mpsc::UnboundedReceiver<Copied>) -> Vec<(u64, u64, Bytes)> {
         let mut out = Vec::new();
         while let Ok(c) = rx.try_recv() {
-            out.push((c.index, block::decode(c.block, c._budget.0).unwrap()));
+            let data = block::decode(c.block, c._budget.0).unwrap();
+            out.push((c.span.first, c.span.last, data));
         }
         out
     }
 
     #[test]
-    fn whole_blocks_of_what_arrives_however_it_is_cut() {
+    fn blocks_and_edge_pieces_of_what_arrives_however_it_is_cut() {
         // The whole object (10 bytes, blocks of 4): 0..4, 4..8 and the short 8..10.
-        let (mut f, mut rx) = filler(0, 10);
+        let (mut f, mut rx) = filler(0, 9);
         for piece in [&b"ab"[..], b"cdefg", b"hij"] {
             assert!(f.feed(piece));
         }
-        let got = blocks(&mut rx);
+        let got = spans(&mut rx);
         assert_eq!(
             got,
             vec![
-                (0, Bytes::from_static(b"abcd")),
-                (1, Bytes::from_static(b"efgh")),
-                (2, Bytes::from_static(b"ij")),
+                (0, 3, Bytes::from_static(b"abcd")),
+                (4, 7, Bytes::from_static(b"efgh")),
+                (8, 9, Bytes::from_static(b"ij")),
             ]
         );
-        // A 206 of bytes 3..=8: only block 1 (4..8) is whole in it.
-        let (mut f, mut rx) = filler(3, 10);
-        assert!(f.feed(b"defghi"));
-        assert_eq!(blocks(&mut rx), vec![(1, Bytes::from_static(b"efgh"))]);
+        // A 206 of bytes 3..=8: a piece of block 0, block 1, a piece of block 2.
+        let (mut f, mut rx) = filler(3, 8);
+        assert!(f.feed(b"def"));
+        assert!(f.feed(b"ghi"));
+        assert_eq!(
+            spans(&mut rx),
+            vec![
+                (3, 3, Bytes::from_static(b"d")),
+                (4, 7, Bytes::from_static(b"efgh")),
+                (8, 8, Bytes::from_static(b"i")),
+            ]
+        );
+        // Inside one block.
+        let (mut f, mut rx) = filler(5, 6);
+        assert!(f.feed(b"fg"));
+        assert_eq!(spans(&mut rx), vec![(5, 6, Bytes::from_static(b"fg"))]);
         drop(f);
         assert_eq!(HELD.load(Relaxed), 0);
     }

@@ -1,10 +1,10 @@
-//! Serving a hit: the blocks that cover the requested bytes, each checked whole
-//! before a byte of it is sent. Before the head goes out, the first 8 MiB of blocks
-//! (at least two) are read and checked, and every later one is found present (unless
-//! one fill stored them all), so that a block missing or corrupt then is a miss (the
-//! origin answers). Later blocks are read ahead as the first ones are sent; one that
-//! fails then cuts the connection, and the metadata is overwritten so that the next
-//! reader refills the object instead of meeting the same block.
+//! Serving a hit: the stored spans (whole blocks, pieces) that cover the requested
+//! bytes, each checked whole before a byte of it is sent. The spans of the first
+//! 8 MiB (at least two) are read and checked before the head goes out, so that one
+//! missing or corrupt then is a miss (the origin answers). Later ones are read ahead
+//! as the first are sent, a few at a time; one that fails then cuts the connection,
+//! and the metadata is overwritten so that the next reader refills the object
+//! instead of meeting the same span.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,83 +14,67 @@ use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
 
+use crate::cache::cover::Part;
+use crate::cache::key::{self, Version};
 use crate::cache::lock::Fill;
 use crate::cache::meta::Meta;
-use crate::cache::{block, key, Cache};
+use crate::cache::{block, Cache};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
 
-/// Blocks checked for presence at once.
-const CHECKS: usize = 8;
-/// Bytes of blocks read (and checked) ahead of the one being sent, at least two
-/// blocks: enough to keep the store busy, little enough for many readers at once.
+/// Bytes of spans read (and checked) ahead of the one being sent, at least two
+/// spans: enough to keep the store busy, little enough for many readers at once.
 const READ_AHEAD: u64 = 8 << 20;
+/// Spans read from the store at once, at most.
+const IN_FLIGHT: u64 = 4;
 
 /// Why a hit could not be served; the origin answers instead.
 pub type Miss = String;
 
-/// The bytes `start..=end` of the cached version `meta`, ready to stream.
+/// The bytes of `parts` of the cached version `meta`, ready to stream. A fill in
+/// progress here that brings them (`filling`) is waited for first.
 pub async fn open(
     cache: &Arc<Cache>,
     up: &Rc<Upstream>,
-    meta: &Meta,
+    meta: &Arc<Meta>,
     filling: Option<&Fill>,
-    (start, end): (u64, u64),
+    parts: Vec<Part>,
 ) -> Result<impl Stream<Item = Result<Bytes, PayloadError>> + 'static, Miss> {
     let bs = meta.block_size;
-    let (first, last) = (start / bs, end / bs);
-    let version = key::version(&cache.cfg.prefix, &meta.identity, &meta.etag, meta.size, bs);
-    // Blocks a fill here just stored, or a complete fill stored, are not looked for.
-    let mut known_present = meta.complete;
+    let version = Version::new(&cache.cfg.prefix, &meta.identity, &meta.etag, meta.size, bs);
     if let Some(fill) = filling {
-        if !fill.wait_for(first, last).await {
-            return Err("the fill in progress stopped before these blocks".into());
+        let spans: Vec<_> = parts.iter().map(|p| p.stored).collect();
+        if !fill.wait_for(&spans).await {
+            return Err("the fill in progress stopped before these bytes".into());
         }
-        known_present = true;
     }
-    let span = move |index: u64| {
-        let at = index * bs;
-        let from = start.max(at) - at;
-        let to = end.min(at + bs - 1) - at;
-        (from as usize, to as usize + 1)
-    };
-    let ahead = (READ_AHEAD / bs).max(2);
-    let checked_last = last.min(first + ahead - 1);
-    let checked: Vec<Bytes> = stream::iter(first..=checked_last)
-        .map(|index| {
-            let version = &version;
-            async move {
-                let (from, to) = span(index);
-                read(cache, up, version, meta, index)
-                    .await
-                    .map(|data| data.slice(from..to))
-            }
+    // The first spans, up to READ_AHEAD bytes (at least two), checked before the head.
+    let mut bytes = 0;
+    let first = parts
+        .iter()
+        .take_while(|p| {
+            bytes += p.stored.bytes();
+            bytes <= READ_AHEAD
         })
-        .buffered(ahead as usize)
+        .count()
+        .max(2)
+        .min(parts.len());
+    let in_flight = (READ_AHEAD / bs).clamp(1, IN_FLIGHT) as usize;
+    let mut parts = parts;
+    let rest = parts.split_off(first);
+    let checked: Vec<Bytes> = stream::iter(parts)
+        .map(|part| read(cache, up, &version, meta, part))
+        .buffered(IN_FLIGHT as usize)
         .try_collect()
         .await?;
-    let present = known_present
-        || stream::iter(checked_last + 1..=last)
-            .map(|index| {
-                let name = key::block(&version, index);
-                async move { cache.store.has(up, &name).await }
-            })
-            .buffer_unordered(CHECKS)
-            .try_all(|present| async move { present })
-            .await
-            .map_err(|e| e.to_string())?;
-    if !present {
-        return Err("a block is missing".into());
-    }
     let (cache, up, meta) = (cache.clone(), up.clone(), meta.clone());
-    let rest = stream::iter(checked_last + 1..=last)
-        .map(move |index| {
+    let rest = stream::iter(rest)
+        .map(move |part| {
             let (cache, up, meta, version) =
                 (cache.clone(), up.clone(), meta.clone(), version.clone());
             async move {
-                let (from, to) = span(index);
-                match read(&cache, &up, &version, &meta, index).await {
-                    Ok(data) => Ok(data.slice(from..to)),
+                match read(&cache, &up, &version, &meta, part).await {
+                    Ok(data) => Ok(data),
                     Err(e) => {
                         forget(&cache, &up, &meta).await;
                         Err(PayloadError::Io(std::io::Error::other(e)))
@@ -98,7 +82,7 @@ pub async fn open(
                 }
             }
         })
-        .buffered(ahead as usize);
+        .buffered(in_flight);
     Ok(stream::iter(checked.into_iter().map(Ok))
         .chain(rest)
         .inspect_ok(|data| {
@@ -106,31 +90,35 @@ pub async fn open(
         }))
 }
 
-/// A block went bad after the head was sent (expired by the bucket's lifecycle
-/// rule, damaged): the metadata is overwritten with nothing sidekick reads as
-/// metadata, so that the next reader misses and its fill writes the object anew.
-/// sidekick needs no permission to delete.
-async fn forget(cache: &Cache, up: &Upstream, meta: &Meta) {
+/// A span went bad after the head was sent (expired by the bucket's lifecycle rule,
+/// damaged): the metadata is overwritten with nothing sidekick reads as metadata,
+/// so that the next reader misses and its fill writes the object anew. sidekick
+/// needs no permission to delete.
+pub async fn forget(cache: &Cache, up: &Upstream, meta: &Meta) {
     let name = key::meta(&cache.cfg.prefix, &meta.identity);
+    cache.recent.forget(&name);
     if let Err(e) = cache.store.put(up, &name, Bytes::from_static(b"{}")).await {
         log::debug!("metadata of {} not cleared: {e}", meta.identity);
     }
 }
 
-/// One block, checked.
+/// The bytes `part` serves, from its stored span, checked whole.
 async fn read(
     cache: &Cache,
     up: &Upstream,
-    version: &str,
+    version: &Version,
     meta: &Meta,
-    index: u64,
+    part: Part,
 ) -> Result<Bytes, Miss> {
-    let expected = meta.block_size.min(meta.size - index * meta.block_size);
-    let name = key::block(version, index);
-    let max = block::HEADER + expected as usize;
-    match cache.store.get(up, &name, max).await {
-        Ok(Some(stored)) => block::decode(stored, expected).map_err(|e| format!("{name}: {e}")),
-        Ok(None) => Err(format!("{name} is missing")),
-        Err(e) => Err(e.to_string()),
-    }
+    let stored = part.stored;
+    let name = version.name(stored, meta.layout().is_block(stored));
+    let max = block::HEADER + stored.bytes() as usize;
+    let data = match cache.store.get(up, &name, max).await {
+        Ok(Some(raw)) => block::decode(raw, stored.bytes()).map_err(|e| format!("{name}: {e}"))?,
+        Ok(None) => return Err(format!("{name} is missing")),
+        Err(e) => return Err(e.to_string()),
+    };
+    let from = (part.serve.first - stored.first) as usize;
+    let to = (part.serve.last - stored.first) as usize + 1;
+    Ok(data.slice(from..to))
 }

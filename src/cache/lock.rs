@@ -1,14 +1,16 @@
-//! Fills in progress in this sidekick, one per object. The first reader of an object
-//! the cache does not hold claims it before asking the origin; readers that come
-//! while it waits for the origin's answer wait for the version it fills (a short
-//! wait), revalidate with the origin using that ETag, then wait for the blocks they
-//! need to be written. So concurrent misses fetch the object's bytes once.
+//! Fills in progress in this sidekick, one claimed per object. The first reader of
+//! an object the cache does not hold claims it before asking the origin; readers
+//! that come while it waits for the origin's answer wait for the version it fills (a
+//! short wait) and, when the bytes it brings hold theirs, revalidate with the origin
+//! using that ETag, then wait for the spans they need to be written. So concurrent
+//! misses of the same bytes fetch them once.
 //!
 //! Across sidecars the same happens through the bucket (`cache::claim`): the local
 //! claimer also takes the fleet's claim, or, when another sidecar holds it, mirrors
-//! that fill's progress into its local `Fill`, so local waiters wait the same way.
+//! that fill's version, the bytes it brings and its progress into its local `Fill`,
+//! so local waiters wait the same way.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::cache::cover::Span;
 use crate::cache::meta::Meta;
 
 /// Longest wait for the next step of a fill in progress (its version, a block); also
@@ -38,20 +41,21 @@ pub struct Fill {
 /// Where a fill stands, for the fleet's claim.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
-    pub version: Option<Arc<Meta>>,
-    /// Blocks `first..next` are stored (a fill stores its blocks in order).
-    pub first: u64,
-    pub next: u64,
+    /// The version filled and the bytes the fill brings.
+    pub version: Option<(Arc<Meta>, Span)>,
+    /// How many of those bytes are stored, from the first on (a fill stores its
+    /// spans in order).
+    pub stored: u64,
     pub received: u64,
     pub ended: bool,
 }
 
 #[derive(Default)]
 struct State {
-    /// What is being filled, once the origin answered: the version and the folder
-    /// of its blocks.
-    version: Option<(Arc<Meta>, String)>,
-    stored: Vec<bool>,
+    /// What is being filled, once the origin answered: the version and the bytes
+    /// of it the answer brings.
+    version: Option<(Arc<Meta>, Span)>,
+    stored: BTreeSet<Span>,
     ended: bool,
 }
 
@@ -88,35 +92,32 @@ impl Fills {
         }))
     }
 
-    /// The fill of `name` in progress with its version known.
-    pub fn current(&self, name: &str) -> Option<(Arc<Fill>, Arc<Meta>)> {
+    /// The fill of `name` in progress with its version known, and what it brings.
+    pub fn current(&self, name: &str) -> Option<(Arc<Fill>, Arc<Meta>, Span)> {
         let fill = self.map.lock().ok()?.get(name).cloned()?;
-        let (meta, _) = fill.version()?;
-        Some((fill, meta))
+        let (meta, span) = fill.version()?;
+        Some((fill, meta, span))
     }
 }
 
 impl FillGuard {
     /// Says what is filled: the waiters may go on.
-    pub fn begin(&self, meta: Arc<Meta>, version: String) {
+    pub fn begin(&self, meta: Arc<Meta>, span: Span) {
         if let Ok(mut state) = self.fill.state.lock() {
-            state.stored = vec![false; meta.blocks() as usize];
-            state.version = Some((meta, version));
+            state.version = Some((meta, span));
         }
         self.fill.changed.notify_waiters();
     }
 }
 
 impl Fill {
-    pub fn version(&self) -> Option<(Arc<Meta>, String)> {
+    pub fn version(&self) -> Option<(Arc<Meta>, Span)> {
         self.state.lock().ok()?.version.clone()
     }
 
-    pub fn stored(&self, index: u64) {
+    pub fn stored(&self, span: Span) {
         if let Ok(mut state) = self.state.lock() {
-            if let Some(slot) = state.stored.get_mut(index as usize) {
-                *slot = true;
-            }
+            state.stored.insert(span);
         }
         self.changed.notify_waiters();
     }
@@ -141,12 +142,26 @@ impl Fill {
                 ..Progress::default()
             };
         };
-        let first = state.stored.iter().position(|&b| b).unwrap_or(0);
-        let next = first + state.stored[first..].iter().take_while(|&&b| b).count();
+        let stored = match &state.version {
+            Some((_, span)) => {
+                let from = Span {
+                    first: span.first,
+                    last: span.first,
+                };
+                let mut next = span.first;
+                for stored in state.stored.range(from..) {
+                    if stored.first != next || stored.last > span.last {
+                        break;
+                    }
+                    next = stored.last + 1;
+                }
+                next - span.first
+            }
+            None => 0,
+        };
         Progress {
-            version: state.version.as_ref().map(|(meta, _)| meta.clone()),
-            first: first as u64,
-            next: next as u64,
+            version: state.version.clone(),
+            stored,
             received,
             ended: state.ended,
         }
@@ -177,20 +192,21 @@ impl Fill {
         }
     }
 
-    /// The version being filled, once the origin's answer said it.
-    pub async fn wait_version(&self) -> Option<Arc<Meta>> {
-        self.wait(|s| s.version.as_ref().map(|(meta, _)| Some(meta.clone())))
-            .await
+    /// The version being filled and the bytes it brings, once the origin's answer
+    /// said them.
+    pub async fn wait_version(&self) -> Option<(Arc<Meta>, Span)> {
+        self.wait(|s| s.version.clone().map(Some)).await
     }
 
-    /// Waits until blocks `first..=last` are stored: false when the fill ended
-    /// without them, or stored nothing for `STALL` (its client reads slowly: the
-    /// origin serves this reader faster).
-    pub async fn wait_for(&self, first: u64, last: u64) -> bool {
-        let ready = |s: &State| match s.stored.get(first as usize..=last as usize) {
-            Some(span) if span.iter().all(|&b| b) => Some(Some(())),
-            Some(_) => None,
-            None => Some(None),
+    /// Waits until `spans` are stored: false when the fill ended without them, or
+    /// stored nothing for `STALL` (its client reads slowly: the origin serves this
+    /// reader faster).
+    pub async fn wait_for(&self, spans: &[Span]) -> bool {
+        let ready = |s: &State| {
+            spans
+                .iter()
+                .all(|x| s.stored.contains(x))
+                .then_some(Some(()))
         };
         self.wait(ready).await.is_some()
     }
@@ -212,6 +228,10 @@ impl Drop for FillGuard {
 mod tests {
     use super::*;
 
+    fn s(first: u64, last: u64) -> Span {
+        Span { first, last }
+    }
+
     fn meta() -> Arc<Meta> {
         Arc::new(Meta {
             identity: "/b/k".into(),
@@ -220,6 +240,7 @@ mod tests {
             block_size: 4,
             headers: Vec::new(),
             complete: false,
+            confirmed: 0,
         })
     }
 
@@ -237,19 +258,41 @@ mod tests {
             let fill = fill.clone();
             async move { fill.wait_version().await }
         });
-        guard.begin(meta(), "v".into());
-        assert_eq!(version.await.unwrap().unwrap().etag, "\"e\"");
+        guard.begin(meta(), Span { first: 0, last: 9 });
+        assert_eq!(version.await.unwrap().unwrap().0.etag, "\"e\"");
         assert!(fills.current("m").is_some());
         let blocks = actix_rt::spawn({
             let fill = fill.clone();
-            async move { fill.wait_for(1, 2).await }
+            async move { fill.wait_for(&[s(4, 7), s(8, 9)]).await }
         });
-        guard.fill.stored(1);
-        guard.fill.stored(2);
+        guard.fill.stored(s(4, 7));
+        guard.fill.stored(s(8, 9));
         assert!(blocks.await.unwrap());
-        let never = actix_rt::spawn(async move { fill.wait_for(0, 0).await });
+        let never = actix_rt::spawn(async move { fill.wait_for(&[s(0, 3)]).await });
         drop(guard);
         assert!(!never.await.unwrap());
         assert!(matches!(fills.claim("m"), Some(Claim::Mine(_))));
+    }
+
+    #[test]
+    fn progress_counts_the_bytes_stored_in_order_from_the_first() {
+        let fills = Arc::new(Fills::default());
+        let Some(Claim::Mine(guard)) = fills.claim("m") else {
+            panic!("the first claim is not mine");
+        };
+        let fill = guard.fill.clone();
+        assert_eq!(fill.progress(), Progress::default());
+        guard.begin(meta(), s(1, 9));
+        fill.stored(s(4, 7));
+        assert_eq!(fill.progress().stored, 0, "bytes 1..=3 are not stored yet");
+        fill.stored(s(1, 3));
+        assert_eq!(fill.progress().stored, 7);
+        fill.stored(s(8, 9));
+        fill.received(9);
+        let p = fill.progress();
+        assert_eq!(p.version, Some((meta(), s(1, 9))));
+        assert_eq!((p.stored, p.received, p.ended), (9, 9, false));
+        drop(guard);
+        assert!(fill.progress().ended);
     }
 }

@@ -1,13 +1,15 @@
 //! The metadata object of a cached object: which version was filled (ETag, size,
-//! block size) and the representation headers a hit answers with.
+//! block size), the representation headers a hit answers with, and when a full
+//! answer of the origin last showed those headers.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-
 use log::{debug, warn};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::cover::Layout;
 use crate::config::cache_flags::{MAX_BLOCK, MIN_BLOCK};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::head::ResponseHead;
@@ -50,12 +52,69 @@ pub struct Meta {
     /// it needs are there before it answers.
     #[serde(default)]
     pub complete: bool,
+    /// When (Unix seconds) a full answer of the origin last showed these headers.
+    /// A 304 may not show them (Garage's carries the ETag alone), and an object
+    /// written again with the same bytes keeps its ETag: past `--cache-header-ttl`
+    /// they are asked for again.
+    #[serde(default)]
+    pub confirmed: u64,
 }
+
+/// Headers a 304 may show that change when the object is written again, even with
+/// the same bytes (the same ETag).
+const WRITTEN: [&str; 2] = ["last-modified", "x-amz-version-id"];
 
 impl Meta {
     /// How many blocks the object has.
     pub fn blocks(&self) -> u64 {
         self.size.div_ceil(self.block_size)
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout {
+            size: self.size,
+            block_size: self.block_size,
+        }
+    }
+
+    /// The same bytes under the same names (the headers may differ).
+    pub fn same_version(&self, other: &Meta) -> bool {
+        self.identity == other.identity
+            && self.etag == other.etag
+            && self.size == other.size
+            && self.block_size == other.block_size
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The origin's answer `fresh` (a 304) shows that the object was written again
+    /// since these headers were stored: another `Last-Modified` or version id.
+    pub fn rewritten(&self, fresh: &HeaderMap) -> bool {
+        WRITTEN.iter().any(|name| match fresh.get(*name) {
+            Some(value) => value.to_str().ok() != self.header(name),
+            None => false,
+        })
+    }
+
+    /// The stored headers were last shown by a full answer more than `ttl` seconds
+    /// before `now`.
+    pub fn unconfirmed(&self, ttl: u64, now: u64) -> bool {
+        now.saturating_sub(self.confirmed) > ttl
+    }
+
+    /// This version with the headers of a full answer `head` of the origin, shown at
+    /// `now`.
+    pub fn refreshed(&self, head: &ResponseHead, now: u64) -> Meta {
+        Meta {
+            headers: representation(head),
+            confirmed: now,
+            ..self.clone()
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -101,6 +160,13 @@ impl Meta {
         }
         out
     }
+}
+
+/// Seconds since the Unix epoch, as `confirmed` counts them.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether a metadata object read back may be used. The store is trusted with bytes,
@@ -210,6 +276,7 @@ mod tests {
             block_size: MIN_BLOCK,
             headers: vec![("content-type".into(), "text/plain".into())],
             complete: false,
+            confirmed: 0,
         }
     }
 

@@ -5,6 +5,7 @@
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::Method;
 
+use crate::cache::cover::Span;
 use crate::cache::range::{self, Spec};
 
 /// Query parameters of presigned URLs (SigV4 and SigV2) and the SDKs' operation tag:
@@ -88,6 +89,18 @@ pub fn lookup(
         range,
         own_conditions,
     })
+}
+
+impl Lookup {
+    /// The bytes asked for of an object of `size` bytes; `None` when the range is
+    /// unsatisfiable (or the object empty).
+    pub fn need(&self, size: u64) -> Option<Span> {
+        let (first, last) = match self.range {
+            Some(spec) => spec.resolve(size)?,
+            None => (0, size.checked_sub(1)?),
+        };
+        Some(Span { first, last })
+    }
 }
 
 fn host(headers: &HeaderMap) -> Option<&str> {

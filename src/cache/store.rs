@@ -99,6 +99,8 @@ enum Verb {
     Get,
     Head,
     Put,
+    /// ListObjectsV2 of the keys under a prefix.
+    List,
 }
 
 /// A condition on a PUT (RFC 9110 §13.1), honoured by AWS S3 and MinIO; some stores
@@ -135,6 +137,9 @@ fn found(answer: Answer) -> Result<Option<Answer>, StoreError> {
         s => Err(STATS.error(StoreError::Status(s))),
     }
 }
+
+/// Largest listing read back: one page of keys.
+const MAX_LIST: usize = 1 << 20;
 
 impl Store {
     pub fn new(cfg: &CacheConfig, view: SharedView, pool: Addr<Pool>) -> Self {
@@ -210,6 +215,23 @@ impl Store {
         }
     }
 
+    /// The keys under `prefix` (the first page of them: at most 1000).
+    pub async fn list(&self, up: &Upstream, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let answer = self
+            .request(up, Verb::List, prefix, None, None, MAX_LIST)
+            .await?;
+        let xml = match found(answer)? {
+            Some(answer) => answer.body,
+            None => return Err(StoreError::Status(StatusCode::NOT_FOUND)),
+        };
+        let xml = String::from_utf8_lossy(&xml);
+        Ok(xml
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_string()))
+            .collect())
+    }
+
     async fn request(
         &self,
         up: &Upstream,
@@ -236,7 +258,7 @@ impl Store {
         };
         let head_request = matches!(verb, Verb::Head);
         let res = match up
-            .exchange(node, &head, &mut body, head_request, true)
+            .exchange(node, |_| &head[..], &mut body, head_request, true)
             .await
         {
             Ok(res) => res,
@@ -293,8 +315,8 @@ impl Store {
         })
     }
 
+    /// The node failed an exchange: its pool takes it out (and counts the failure).
     fn failed(&self, node: &Backend, error: String) -> StoreError {
-        node.stats.failures.fetch_add(1, Relaxed);
         self.pool.do_send(Failure {
             id: node.id,
             error: error.clone(),
@@ -326,6 +348,14 @@ impl Store {
             Verb::Get => ("GET", bucket.get_object(creds, name).sign(SIGNED_FOR)),
             Verb::Head => ("HEAD", bucket.head_object(creds, name).sign(SIGNED_FOR)),
             Verb::Put => ("PUT", bucket.put_object(creds, name).sign(SIGNED_FOR)),
+            // The bucket's own URL with the listing's query (rusty-s3 builds
+            // ListObjectsV2 only with features sidekick does not take).
+            Verb::List => {
+                let mut list = bucket.get_object(creds, "");
+                list.query_mut().insert("list-type", "2");
+                list.query_mut().insert("prefix", name.to_string());
+                ("GET", list.sign(SIGNED_FOR))
+            }
         };
         let target = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),

@@ -2,7 +2,7 @@
 //! the `CacheConfig` that `cache` reads.
 
 use crate::config::endpoints::{parse_sites, Endpoint};
-use crate::config::units::parse_size;
+use crate::config::units::{parse_size, positive_duration};
 use crate::config::usage_error::{with_hints, SEE_HELP};
 
 /// Smallest and largest block: below 64 KiB the per-block requests dominate, above
@@ -55,6 +55,18 @@ pub struct CacheArgs {
     #[arg(long, env = "SIDEKICK_CACHE_BLOCK_SIZE", default_value = "4MiB", value_parser = parse_size)]
     pub cache_block_size: u64,
 
+    /// How long the headers a hit answers with (Content-Type, x-amz-meta-*, …) are
+    /// served after a full answer of the origin last showed them, when its 304s do
+    /// not show that the object was written again; then one request goes without
+    /// the condition to take them afresh
+    #[arg(long, env = "SIDEKICK_CACHE_HEADER_TTL", default_value = "60s", value_parser = positive_duration)]
+    pub cache_header_ttl: std::time::Duration,
+
+    /// Objects whose metadata and stored blocks this sidekick remembers, so that a
+    /// hit needs no lookup in the store first (0: none; each costs a few KiB)
+    #[arg(long, env = "SIDEKICK_CACHE_REMEMBER", default_value_t = 4096)]
+    pub cache_remember: usize,
+
     /// Readiness path checked on each cache store node
     #[arg(
         long,
@@ -80,6 +92,8 @@ pub struct CacheConfig {
     pub min_size: u64,
     pub max_size: u64,
     pub block_size: u64,
+    pub header_ttl: std::time::Duration,
+    pub remember: usize,
     pub health_path: String,
     pub health_port: u16,
 }
@@ -158,6 +172,8 @@ impl CacheArgs {
             min_size,
             max_size,
             block_size,
+            header_ttl: self.cache_header_ttl,
+            remember: self.cache_remember,
             health_path,
             health_port: self.cache_health_port,
         }))

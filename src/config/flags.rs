@@ -162,6 +162,11 @@ pub struct Cli {
           value_parser = clap::value_parser!(u16).range(1..=96))]
     pub max_headers: u16,
 
+    /// Send a loopback client's own address (127.0.0.1, ::1) in X-Forwarded-For and
+    /// X-Real-IP, instead of this host's address on the connection to the backend
+    #[arg(long, env = "SIDEKICK_FORWARD_LOOPBACK_ADDR")]
+    pub forward_loopback_addr: bool,
+
     /// Most client connections open at once; more are answered 503 and closed (lowered to
     /// what the open-file limit holds: (limit - reserve) / 2)
     #[arg(long, env = "SIDEKICK_MAX_CONNS", default_value_t = 10_000,

@@ -58,6 +58,7 @@ pub struct Config {
     pub max_header_size: u64,
     pub max_headers: u16,
     pub max_conns: u32,
+    pub forward_loopback_addr: bool,
     pub tls: crate::tls::Tls,
     pub cache: Option<crate::config::cache_flags::CacheConfig>,
     pub check: bool,

@@ -105,6 +105,7 @@ impl Cli {
             max_header_size: self.max_header_size,
             max_headers: self.max_headers,
             max_conns: self.max_conns,
+            forward_loopback_addr: self.forward_loopback_addr,
             tls,
             cache,
             check: self.check,

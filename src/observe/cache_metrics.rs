@@ -11,9 +11,16 @@ use prometheus_client::registry::Unit;
 
 use crate::observe::cache_stats::STATS;
 
-/// Each cache store node by URL, and whether it is up.
+/// Each cache store node by URL: whether it is up, and its failed requests.
 #[derive(Debug)]
-pub struct CacheFamilies(pub Vec<(String, bool)>);
+pub struct CacheFamilies(pub Vec<CacheNode>);
+
+#[derive(Debug)]
+pub struct CacheNode {
+    pub endpoint: String,
+    pub up: bool,
+    pub errors: u64,
+}
 
 fn labelled(
     encoder: &mut DescriptorEncoder,
@@ -123,9 +130,19 @@ impl Collector for CacheFamilies {
             None,
             ConstGauge::new(0i64).metric_type(),
         )?;
-        for (endpoint, is_up) in &self.0 {
-            ConstGauge::new(i64::from(*is_up))
-                .encode(up.encode_family(&[("endpoint", endpoint.as_str())])?)?;
+        for node in &self.0 {
+            ConstGauge::new(i64::from(node.up))
+                .encode(up.encode_family(&[("endpoint", node.endpoint.as_str())])?)?;
+        }
+        let mut errors = e.encode_descriptor(
+            "sidekick_cache_node_errors",
+            "Requests that failed on the cache store node (connection errors, broken or too slow bodies), each taking it out until its health check passes again.",
+            None,
+            ConstCounter::new(0u64).metric_type(),
+        )?;
+        for node in &self.0 {
+            ConstCounter::new(node.errors)
+                .encode(errors.encode_family(&[("endpoint", node.endpoint.as_str())])?)?;
         }
         Ok(())
     }

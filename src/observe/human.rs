@@ -43,11 +43,11 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// A failure reason with the words that say nothing on a console: `health check
-/// failed: Failed to connect to host: Connection refused (os error 111)` becomes
-/// `Connection refused`.
+/// failed: cannot connect: Connection refused (os error 111)` becomes `Connection
+/// refused`.
 pub fn reason(text: &str) -> String {
     let mut text = text.trim();
-    for noise in ["health check failed: ", "Failed to connect to host: "] {
+    for noise in ["health check failed: ", "cannot connect: "] {
         text = text.strip_prefix(noise).unwrap_or(text);
     }
     if let Some((before, code)) = text.rsplit_once(" (os error ") {
@@ -98,9 +98,11 @@ mod tests {
     #[test]
     fn reasons() {
         assert_eq!(
-            reason(
-                "health check failed: Failed to connect to host: Connection refused (os error 111)"
-            ),
+            reason("health check failed: cannot connect: Connection refused (os error 111)"),
+            "Connection refused"
+        );
+        assert_eq!(
+            reason("cannot connect: Connection refused (os error 111)"),
             "Connection refused"
         );
         assert_eq!(
@@ -108,8 +110,8 @@ mod tests {
             "status 503 Service Unavailable"
         );
         assert_eq!(
-            reason("cannot connect: x (os error z)"),
-            "cannot connect: x (os error z)"
+            reason("TLS handshake failed: x (os error z)"),
+            "TLS handshake failed: x (os error z)"
         );
         assert_eq!(shorten("Connection refused", 18), "Connection refused");
         assert_eq!(shorten("Connection refused", 8), "Connect…");

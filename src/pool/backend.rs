@@ -3,11 +3,12 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use crate::config::endpoints::Endpoint;
 use crate::pool::latency::Latency;
+use crate::upstream::Peer;
 
 pub struct Backend {
     /// Index in the pool's list of backends, stable for the life of the process.
@@ -22,6 +23,8 @@ pub struct Backend {
     /// (`--rr-dns-mode`); requests, SNI and certificate checks keep using the name.
     pub address: Option<IpAddr>,
     pub stats: BackendStats,
+    /// Dropped with the backend; its weak handle tells workers' idle pools it is gone.
+    held: Arc<()>,
 }
 
 /// Counters shared by the Pool actor and every worker; written with relaxed atomics
@@ -65,6 +68,7 @@ impl Backend {
             health_url,
             address: None,
             stats: BackendStats::default(),
+            held: Arc::default(),
         }
     }
 
@@ -85,7 +89,30 @@ impl Backend {
             health_url,
             address: Some(address),
             stats: BackendStats::default(),
+            held: Arc::default(),
         }
+    }
+}
+
+impl Peer for Backend {
+    fn id(&self) -> usize {
+        self.id
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn address(&self) -> Option<IpAddr> {
+        self.address
+    }
+
+    fn sent(&self, bytes: u64) {
+        self.stats.rx_bytes.fetch_add(bytes, Relaxed);
+    }
+
+    fn held(&self) -> Weak<()> {
+        Arc::downgrade(&self.held)
     }
 }
 

@@ -2,7 +2,9 @@
 //! traffic moving between sites, every backend down and back up. These lines go to one
 //! log target that `observe::logging` keeps on without `--log`, so a sidecar whose
 //! stdout is no terminal still says why it answers 502. Only transitions are logged,
-//! never a request.
+//! never a request. A backend's lines carry its state as key-values as well
+//! (`endpoint`, `status`, `error`, `downtime_ns`): `--json` writes them in the Go
+//! tool's fields.
 
 use std::time::{Duration, Instant};
 
@@ -13,16 +15,27 @@ pub const TARGET: &str = "sidekick::events";
 
 /// A backend left the view.
 pub fn down(name: &str, reason: &str) {
-    warn!(target: TARGET, "{name} is down: {reason}");
+    warn!(
+        target: TARGET,
+        endpoint = name, status = "down", error = reason;
+        "{name} is down: {reason}"
+    );
 }
 
 /// A backend came back after `down_for`.
 pub fn up(name: &str, down_for: Duration) {
+    let downtime_ns = u64::try_from(down_for.as_nanos()).unwrap_or(u64::MAX);
     info!(
         target: TARGET,
+        endpoint = name, status = "up", downtime_ns = downtime_ns;
         "{name} is up (was down {})",
         humantime::format_duration(round_ms(down_for))
     );
+}
+
+/// A backend's first state is up: no outage, so only `--log` shows it.
+pub fn first_up(name: &str) {
+    info!(endpoint = name, status = "up"; "{name} is up");
 }
 
 /// A change of the site that serves traffic.

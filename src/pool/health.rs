@@ -2,7 +2,6 @@
 //! interval and reports each result to the Pool; it never touches shared state.
 
 use std::fmt::Display;
-use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,36 +11,12 @@ use actix_web::http::{StatusCode, Uri};
 
 use crate::pool::backend::Backend;
 use crate::pool::messages::HealthReport;
-
-/// The client all checkers share (they run on one thread). Each check uses a fresh
-/// connection, so a stale pooled socket can never fail a check and every check
-/// resolves the host name again. https backends are checked with the same TLS
-/// settings as requests; a failed handshake fails the check with its reason.
-pub fn client(
-    timeout: Duration,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    address: Option<IpAddr>,
-) -> awc::Client {
-    let mut connector = awc::Connector::new()
-        .connector(crate::pool::dns::connector(address))
-        .timeout(timeout)
-        .handshake_timeout(timeout);
-    if let Some(tls) = tls {
-        connector = connector.rustls_0_23(tls);
-    }
-    awc::Client::builder()
-        .no_default_headers()
-        .disable_redirects()
-        .timeout(timeout)
-        .connector(connector)
-        .finish()
-}
+use crate::upstream::probe::Prober;
 
 /// What every `HealthChecker` is started with.
 #[derive(Clone, Copy)]
 pub struct HealthSettings {
     pub interval: Duration,
-    pub timeout: Duration,
     pub optimistic: bool,
     /// Told of each check as it starts (tracing); the pool knows nothing of who listens.
     pub on_check: Option<CheckHook>,
@@ -57,7 +32,7 @@ pub struct HealthChecker {
     backend: Arc<Backend>,
     url: Result<Uri, String>,
     settings: HealthSettings,
-    client: awc::Client,
+    prober: Prober,
     pool: Recipient<HealthReport>,
 }
 
@@ -70,7 +45,7 @@ impl HealthChecker {
     pub fn new(
         backend: &Arc<Backend>,
         settings: HealthSettings,
-        client: awc::Client,
+        prober: Prober,
         pool: Recipient<HealthReport>,
     ) -> Self {
         let url = backend
@@ -81,7 +56,7 @@ impl HealthChecker {
             backend: backend.clone(),
             url,
             settings,
-            client,
+            prober,
             pool,
         }
     }
@@ -97,13 +72,13 @@ impl HealthChecker {
             ctx.run_later(self.next_delay(), |act, ctx| act.check(ctx));
             return;
         }
-        let request = self.url.clone().map(|url| {
-            self.client
-                .get(url)
-                .timeout(self.settings.timeout)
-                .force_close()
-                .send()
-        });
+        // A connection of its own each time (`Prober`), to the pinned address in
+        // `--rr-dns-mode`.
+        let (prober, address) = (self.prober.clone(), self.backend.address);
+        let request = self
+            .url
+            .clone()
+            .map(|url| async move { prober.get(&url, address).await });
         let started = Instant::now();
         let trace = self
             .settings
@@ -113,13 +88,13 @@ impl HealthChecker {
             let response = request?.await;
             if let Some(done) = trace {
                 done(match &response {
-                    Ok(r) => Ok(r.status()),
+                    Ok(status) => Ok(*status),
                     Err(e) => Err(e as &dyn Display),
                 });
             }
             match response {
-                Ok(res) if res.status() == StatusCode::OK => Ok(started.elapsed()),
-                Ok(res) => Err(format!("status {}", res.status())),
+                Ok(StatusCode::OK) => Ok(started.elapsed()),
+                Ok(status) => Err(format!("status {status}")),
                 Err(e) => Err(e.to_string()),
             }
         };

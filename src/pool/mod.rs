@@ -12,6 +12,7 @@ pub mod messages;
 pub mod preflight;
 pub mod view;
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::pool::messages::{
     BackendStatus, Eject, Failure, HealthReport, Reload, Snapshot, Status,
 };
 use crate::pool::view::{PoolView, SharedView};
+use crate::upstream::probe::Prober;
 
 /// What workers read: the up backends of each site, in site order.
 /// Longest ejection, however often a backend is ejected (unless the first is longer).
@@ -38,8 +40,6 @@ struct State {
     backend: Arc<Backend>,
     /// The command-line endpoint this backend comes from.
     target: usize,
-    /// Its address went away from the name (`--rr-dns-mode`): out of the view for good.
-    retired: bool,
     up: bool,
     since: Instant,
     /// Why it is down: the last failure seen (empty while up).
@@ -66,12 +66,18 @@ struct Target {
 
 pub struct Pool {
     targets: Vec<Target>,
-    /// Backend ids index this; retired backends stay so that ids never change.
-    states: Vec<State>,
+    /// By backend id, in the order the backends came. A backend whose address went
+    /// away from its name (`--rr-dns-mode`) leaves at once; ids are never reused, so
+    /// a late message about it (a request's failure, a checker's last report) finds
+    /// nothing rather than its successor, and a worker's idle connections to it are
+    /// never handed to another backend.
+    states: BTreeMap<usize, State>,
+    next_id: usize,
     view: SharedView,
-    /// One per state; `None` once retired.
-    checkers: Vec<Option<Addr<HealthChecker>>>,
-    health_client: Option<awc::Client>,
+    /// One per state.
+    checkers: BTreeMap<usize, Addr<HealthChecker>>,
+    /// Sends every health check of this pool.
+    prober: Prober,
     health_port: u16,
     rr_dns: bool,
     dns_ttl: Duration,
@@ -81,8 +87,6 @@ pub struct Pool {
     eject_duration: Duration,
     /// Which site serves traffic, to log failovers and outages and count failovers.
     serving: Serving,
-    /// TLS towards https backends, shared with the workers.
-    backend_tls: Option<Arc<rustls::ClientConfig>>,
     /// The nodes of the cache store rather than backends: named so in the log.
     cache_store: bool,
 }
@@ -104,16 +108,16 @@ impl Pool {
         }
         let mut pool = Pool {
             targets,
-            states: Vec::new(),
+            states: BTreeMap::new(),
+            next_id: 0,
             view,
-            checkers: Vec::new(),
-            health_client: None,
+            checkers: BTreeMap::new(),
+            prober: Prober::new(cfg.health_timeout, cfg.tls.client.as_ref()),
             health_port: cfg.health_port,
             rr_dns: cfg.rr_dns_mode,
             dns_ttl: cfg.dns_ttl,
             health: HealthSettings {
                 interval: cfg.health_duration,
-                timeout: cfg.health_timeout,
                 optimistic: cfg.health_optimistic,
                 on_check,
             },
@@ -121,7 +125,6 @@ impl Pool {
             fall: cfg.health_fall,
             eject_duration: cfg.eject_duration,
             serving: Serving::default(),
-            backend_tls: cfg.tls.client.clone(),
             cache_store: false,
         };
         for t in 0..pool.targets.len() {
@@ -130,7 +133,7 @@ impl Pool {
                 let health = target
                     .endpoint
                     .health_url(pool.health_port, &target.health_path);
-                let id = pool.states.len();
+                let id = pool.next_id;
                 let backend = Backend::new(id, target.site, target.endpoint.clone(), health);
                 pool.add(t, backend);
             }
@@ -151,7 +154,7 @@ impl Pool {
         store.health_optimistic = false;
         let mut pool = Pool::new(&store, view, None);
         pool.cache_store = true;
-        for state in &mut pool.states {
+        for state in pool.states.values_mut() {
             if let Some(backend) = Arc::get_mut(&mut state.backend) {
                 backend.name = format!("cache node {}", backend.name);
             }
@@ -160,10 +163,10 @@ impl Pool {
     }
 
     fn add(&mut self, target: usize, backend: Backend) {
-        self.states.push(State {
+        self.next_id = backend.id + 1;
+        let state = State {
             backend: Arc::new(backend),
             target,
-            retired: false,
             up: false,
             since: Instant::now(),
             reason: String::new(),
@@ -174,35 +177,26 @@ impl Pool {
             failed: 0,
             ejected_until: None,
             ejections: 0,
-        });
-        self.checkers.push(None);
+        };
+        self.states.insert(state.backend.id, state);
     }
 
     /// (Re)starts the checker of one backend; its first check runs at once.
     fn start_checker(&mut self, id: usize, ctx: &mut Context<Self>) {
-        let (timeout, tls) = (self.health.timeout, self.backend_tls.clone());
-        // A backend pinned to one address of a name needs a client of its own.
-        let client = match self.states.get(id).and_then(|s| s.backend.address) {
-            Some(address) => crate::pool::health::client(timeout, tls, Some(address)),
-            None => self
-                .health_client
-                .get_or_insert_with(|| crate::pool::health::client(timeout, tls, None))
-                .clone(),
-        };
-        let (Some(state), Some(slot)) = (self.states.get(id), self.checkers.get_mut(id)) else {
+        let Some(state) = self.states.get(&id) else {
             return;
         };
-        if let Some(old) = slot.take() {
+        let pool = ctx.address().recipient();
+        let checker =
+            HealthChecker::new(&state.backend, self.health, self.prober.clone(), pool).start();
+        if let Some(old) = self.checkers.insert(id, checker) {
             old.do_send(Stop);
-        }
-        if !state.retired {
-            let pool = ctx.address().recipient();
-            *slot = Some(HealthChecker::new(&state.backend, self.health, client, pool).start());
         }
     }
 
     fn start_checkers(&mut self, ctx: &mut Context<Self>) {
-        for id in 0..self.states.len() {
+        let ids: Vec<usize> = self.states.keys().copied().collect();
+        for id in ids {
             self.start_checker(id, ctx);
         }
     }
@@ -223,7 +217,9 @@ impl Pool {
     }
 
     /// Adds a backend for each new address of a target's name and retires those of
-    /// addresses that went away. A failed lookup keeps what there is.
+    /// addresses that went away: out of the state and the view, its checker stopped.
+    /// Requests still holding it finish on it; its memory goes with the last of them.
+    /// A failed lookup keeps what there is.
     fn resolved(&mut self, t: usize, result: Result<Vec<IpAddr>, String>, ctx: &mut Context<Self>) {
         let Some(target) = self.targets.get(t) else {
             return;
@@ -238,9 +234,8 @@ impl Pool {
         let current: Vec<(usize, IpAddr)> = self
             .states
             .iter()
-            .enumerate()
-            .filter(|(_, s)| s.target == t && !s.retired)
-            .filter_map(|(id, s)| Some((id, s.backend.address?)))
+            .filter(|(_, s)| s.target == t)
+            .filter_map(|(id, s)| Some((*id, s.backend.address?)))
             .collect();
         let (site, origin, path) = (
             target.site,
@@ -253,32 +248,35 @@ impl Pool {
             .filter(|ip| !current.iter().any(|(_, c)| c == *ip))
         {
             let health = origin.health_url(self.health_port, &path);
-            let id = self.states.len();
+            let id = self.next_id;
             info!("{origin} resolves to {ip}");
             self.add(t, Backend::resolved(id, site, &origin, *ip, health));
             self.start_checker(id, ctx);
             changed = true;
         }
+        let mut gone = Vec::new();
         for (id, _) in current.iter().filter(|(_, ip)| !addrs.contains(ip)) {
-            if let Some(s) = self.states.get_mut(*id) {
-                info!("{} is gone from the addresses of {origin}", s.backend.name);
-                s.retired = true;
-                s.up = false;
+            if let Some(s) = self.states.remove(id) {
                 s.backend.stats.up.store(false, Relaxed);
+                gone.push(s.backend);
             }
-            if let Some(old) = self.checkers.get_mut(*id).and_then(Option::take) {
+            if let Some(old) = self.checkers.remove(id) {
                 old.do_send(Stop);
             }
             changed = true;
         }
         if changed {
-            self.publish();
+            self.publish_then(|| {
+                for backend in &gone {
+                    info!("{} is gone from the addresses of {origin}", backend.name);
+                }
+            });
         }
     }
 
     fn health_report(&mut self, id: usize, result: Result<Duration, String>) {
         let (rise, fall) = (self.rise, self.fall);
-        let Some(state) = self.states.get_mut(id).filter(|s| !s.retired) else {
+        let Some(state) = self.states.get_mut(&id) else {
             return;
         };
         let first = !state.reported;
@@ -307,7 +305,7 @@ impl Pool {
 
     fn eject(&mut self, id: usize, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let Some(state) = self.states.get(id) else {
+        let Some(state) = self.states.get(&id) else {
             return;
         };
         state.backend.stats.consecutive_5xx.store(0, Relaxed);
@@ -315,10 +313,7 @@ impl Pool {
             return;
         }
         let site = state.backend.site;
-        let in_site = self
-            .states
-            .iter()
-            .filter(|s| s.backend.site == site && !s.retired);
+        let in_site = self.states.values().filter(|s| s.backend.site == site);
         let size = in_site.clone().count();
         let ejected = in_site
             .filter(|s| s.ejected_until.is_some_and(|t| t > now))
@@ -331,7 +326,9 @@ impl Pool {
             );
             return;
         }
-        let state = &mut self.states[id];
+        let Some(state) = self.states.get_mut(&id) else {
+            return;
+        };
         // A backend that behaved for a long while starts its back-off afresh.
         if state
             .ejected_until
@@ -353,7 +350,7 @@ impl Pool {
         self.set(id, false, &reason);
         // Back in when the period ends, if its health checks still pass.
         ctx.run_later(period, move |pool, _| {
-            if let Some(s) = pool.states.get(id) {
+            if let Some(s) = pool.states.get(&id) {
                 if !s.up && s.passed > 0 {
                     pool.set(id, true, "");
                 }
@@ -362,7 +359,7 @@ impl Pool {
     }
 
     fn set(&mut self, id: usize, up: bool, reason: &str) {
-        let Some(state) = self.states.get_mut(id).filter(|s| !s.retired) else {
+        let Some(state) = self.states.get_mut(&id) else {
             return;
         };
         let first = !std::mem::replace(&mut state.reported, true);
@@ -370,34 +367,40 @@ impl Pool {
             state.reason.clear();
             state.reason.push_str(reason);
         }
+        let backend = state.backend.clone();
         if state.up == up {
             if first && !up {
-                events::down(&state.backend.name, reason);
                 // Every backend down from the start is an outage once all have reported.
-                self.publish();
+                self.publish_then(|| events::down(&backend.name, reason));
             }
             return;
         }
         let now = Instant::now();
-        let name = &state.backend.name;
-        if up && first {
-            info!("{name} is up");
-        } else if up {
+        let came_back = (up && !first).then(|| {
             let down_for = now - state.since;
             state.downtime += down_for;
             state.last_downtime = down_for;
             state.reason.clear();
-            events::up(name, down_for);
-        } else {
-            events::down(name, reason);
-        }
+            down_for
+        });
         state.up = up;
         state.since = now;
-        state.backend.stats.up.store(up, Relaxed);
-        self.publish();
+        backend.stats.up.store(up, Relaxed);
+        self.publish_then(|| match (up, came_back) {
+            (true, None) => events::first_up(&backend.name),
+            (true, Some(down_for)) => events::up(&backend.name, down_for),
+            (false, _) => events::down(&backend.name, reason),
+        });
     }
 
     fn publish(&mut self) {
+        self.publish_then(|| {});
+    }
+
+    /// Publishes the view, then logs `event` and any change of the serving site: a
+    /// line saying a backend went up or down is written once requests (and
+    /// `/v1/health`) see it so, never before.
+    fn publish_then(&mut self, event: impl FnOnce()) {
         let sites = self
             .targets
             .iter()
@@ -405,16 +408,17 @@ impl Pool {
             .max()
             .map_or(0, |m| m + 1);
         let mut view = vec![Vec::new(); sites];
-        for s in self.states.iter().filter(|s| s.up && !s.retired) {
+        for s in self.states.values().filter(|s| s.up) {
             view[s.backend.site].push(s.backend.clone());
         }
         let active = view.iter().position(|s| !s.is_empty());
-        let mut live = self.states.iter().filter(|s| !s.retired).peekable();
-        let settled = live.peek().is_some() && live.all(|s| s.reported);
-        if let Some(change) = self.serving.update(active, settled, Instant::now()) {
+        let settled = !self.states.is_empty() && self.states.values().all(|s| s.reported);
+        let change = self.serving.update(active, settled, Instant::now());
+        self.view.store(Arc::new(PoolView::new(view)));
+        event();
+        if let Some(change) = change {
             change.log(sites, self.cache_store);
         }
-        self.view.store(Arc::new(PoolView::new(view)));
     }
 }
 
@@ -435,7 +439,7 @@ impl Handler<HealthReport> for Pool {
     type Result = ();
 
     fn handle(&mut self, msg: HealthReport, _: &mut Self::Context) {
-        if let Some(s) = self.states.get(msg.id) {
+        if let Some(s) = self.states.get(&msg.id) {
             s.backend.stats.health_checked(&msg.result);
         }
         self.health_report(msg.id, msg.result);
@@ -447,7 +451,7 @@ impl Handler<Failure> for Pool {
 
     fn handle(&mut self, msg: Failure, _: &mut Self::Context) {
         let fall = self.fall;
-        if let Some(s) = self.states.get_mut(msg.id) {
+        if let Some(s) = self.states.get_mut(&msg.id) {
             s.backend.stats.failures.fetch_add(1, Relaxed);
             // Down at once; the checker's passes count from zero towards `--health-rise`.
             s.passed = 0;
@@ -484,8 +488,7 @@ impl Handler<Snapshot> for Pool {
         let at = Instant::now();
         let backends = self
             .states
-            .iter()
-            .filter(|s| !s.retired)
+            .values()
             .map(|s| {
                 let current = if s.up || !s.reported {
                     Duration::ZERO

@@ -1,25 +1,25 @@
-//! Sending one request to a backend: picked from the Pool's view, the head written
-//! by the header rules, retried elsewhere when that is safe.
+//! Sending one HTTP request to a backend: the head written by the header rules, the
+//! body as read ahead or streamed; the retry engine (`attempts`) picks the backend
+//! and retries elsewhere when that is safe.
 
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use actix_web::http::{Method, Version};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
-use log::debug;
 
-use crate::pool::backend::InFlight;
-use crate::pool::messages::Failure;
-use crate::proxy::conn_info::ConnInfo;
-use crate::proxy::error::ProxyError;
+use crate::conn::conn_info::ConnInfo;
+use crate::pool::backend::{Backend, InFlight};
+use crate::proxy::attempts::{Attempt, Attempts, Failed};
 use crate::proxy::headers::{self, Target};
 use crate::proxy::request_body::Upload;
 use crate::proxy::retry;
 use crate::proxy::shared::{Shared, Worker};
 use crate::upstream::request::Body;
-use crate::upstream::{self, Response};
+use crate::upstream::Response;
 
 /// One client request on its way to a backend.
 pub struct Exchange<'a> {
@@ -46,90 +46,83 @@ impl Exchange<'_> {
         upload: Option<&Upload>,
         extra: Option<(&str, &str)>,
     ) -> Result<(Response, InFlight), HttpResponse> {
-        let (req, shared, worker, conn) = (self.req, self.shared, self.worker, self.conn);
-        let resource = self.resource();
-        let method = req.method();
-        let head_request = method == Method::HEAD;
-        // A pooled connection found closed may be replaced when sending twice is harmless.
-        let idempotent = retry::idempotent(method);
-        let authority = (req.version() == Version::HTTP_2)
-            .then(|| req.uri().authority().map(|a| a.as_str()))
-            .flatten();
-        let mut failed: Vec<usize> = Vec::new();
-        loop {
-            let Some(backend) = shared.view.load().pick(shared.balance, &failed) else {
-                return Err(ProxyError::BackendDown.response(resource));
-            };
-            let guard = InFlight::new(backend);
-            let backend = guard.backend();
-            crate::observe::trace::requests::attempt(req, backend);
-            if let Body::Buffered { bytes, .. } = &body {
-                backend
-                    .stats
-                    .rx_bytes
-                    .fetch_add(bytes.len() as u64, Relaxed);
-            }
-            let target = Target {
-                method,
-                path: self.path,
-                peer: conn.and_then(|c| c.peer.as_ref()),
-                authority,
-                backend: backend.endpoint.authority.as_str(),
-                framing: body.framing(),
-                extra,
-            };
-            let head = headers::request_head(req.headers(), &target);
-            let exchange = worker
-                .upstream
-                .exchange(backend, &head, body, head_request, idempotent);
-            let sent = match upload {
-                None => exchange.await,
-                Some(upload) => {
-                    let broken = poll_fn(|cx| upload.poll_broken(cx));
-                    match select(pin!(exchange), pin!(broken)).await {
-                        Either::Left((sent, _)) => sent,
-                        // actix drops the connection right after it finds a chunk
-                        // malformed: the 400 must be written now, not once the backend
-                        // has read what came before.
-                        Either::Right(_) => return Err(ProxyError::BadRequest.response(resource)),
-                    }
-                }
-            };
-            let error = match sent {
-                Ok(res) => return Ok((res, guard)),
-                // The client's own body failed: it went away, the backend did nothing wrong.
-                Err(upstream::Error::Body(_)) => {
-                    return Err(ProxyError::BadRequest.response(resource))
-                }
-                Err(e) => e,
-            };
-            crate::observe::trace::requests::failed(req, &error);
-            if error.out_of_files() {
-                // Refused here, like a connection over the limit; the backend is fine.
-                return Err(ProxyError::TooManyConnections.response(resource));
-            }
-            if matches!(error, upstream::Error::Stale) {
-                // Counted, but the backend stays up: the race was no sign of it failing.
-                backend.stats.failures.fetch_add(1, Relaxed);
-            } else {
-                shared.pool.do_send(Failure {
-                    id: backend.id,
-                    error: error.to_string(),
-                });
-            }
-            failed.push(backend.id);
-            let retry = body.replayable()
-                && failed.len() <= shared.max_retries
-                && retry::is_safe(method, &error)
-                && worker.budget.try_retry();
-            if !retry {
-                return Err(ProxyError::BadGateway.response(resource));
-            }
-            backend.stats.retries.fetch_add(1, Relaxed);
-            debug!(
-                "retrying {method} {} after {}: {error}",
-                self.path, backend.name
-            );
+        let req = self.req;
+        let mut http = Http {
+            ex: self,
+            body,
+            upload,
+            extra,
+            head_request: req.method() == Method::HEAD,
+            // A pooled connection found closed may be replaced when sending twice is
+            // harmless.
+            idempotent: retry::idempotent(req.method()),
+            authority: (req.version() == Version::HTTP_2)
+                .then(|| req.uri().authority().map(|a| a.as_str()))
+                .flatten(),
+        };
+        let attempts = Attempts {
+            req,
+            resource: self.resource(),
+            shared: self.shared,
+            worker: self.worker,
+        };
+        attempts.run(&mut http).await
+    }
+}
+
+/// An HTTP request as the retry engine sends it.
+struct Http<'a, 'x> {
+    ex: &'a Exchange<'x>,
+    body: &'a mut Body,
+    upload: Option<&'a Upload>,
+    extra: Option<(&'a str, &'a str)>,
+    head_request: bool,
+    idempotent: bool,
+    authority: Option<&'a str>,
+}
+
+impl Attempt for Http<'_, '_> {
+    type Answer = Response;
+
+    fn replayable(&self) -> bool {
+        self.body.replayable()
+    }
+
+    async fn send(&mut self, backend: &Arc<Backend>) -> Result<Response, Failed> {
+        let ex = self.ex;
+        if let Body::Buffered { bytes, .. } = &self.body {
+            backend
+                .stats
+                .rx_bytes
+                .fetch_add(bytes.len() as u64, Relaxed);
         }
+        let target = Target {
+            method: ex.req.method(),
+            path: ex.path,
+            peer: ex.conn.and_then(|c| c.peer.as_ref()),
+            authority: self.authority,
+            backend: backend.endpoint.authority.as_str(),
+            framing: self.body.framing(),
+            extra: self.extra,
+        };
+        let head = |local| headers::request_head(ex.req.headers(), &target, local);
+        let exchange = ex.worker.upstream.exchange(
+            backend,
+            head,
+            self.body,
+            self.head_request,
+            self.idempotent,
+        );
+        let Some(upload) = self.upload else {
+            return Ok(exchange.await?);
+        };
+        let broken = poll_fn(|cx| upload.poll_broken(cx));
+        let sent = match select(pin!(exchange), pin!(broken)).await {
+            Either::Left((sent, _)) => Ok(sent?),
+            // actix drops the connection right after it finds a chunk malformed: the
+            // 400 must be written now, not once the backend has read what came before.
+            Either::Right(_) => Err(Failed::Client),
+        };
+        sent
     }
 }

@@ -6,8 +6,8 @@ use actix_web::http::{Method, Version};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::config::paths::is_own;
-use crate::proxy::closing;
-use crate::proxy::conn_info::ConnInfo;
+use crate::conn::closing;
+use crate::conn::conn_info::ConnInfo;
 use crate::proxy::error::ProxyError;
 use crate::proxy::forward::Exchange;
 use crate::proxy::request_body::read_ahead;
@@ -61,10 +61,14 @@ async fn answer(
     if let Err(e) = validate::check(req.head(), shared.limits) {
         return e.response(req.path());
     }
-    match upgrade::wanted(req.head()) {
-        Ok(false) => {}
-        Ok(true) => return forward_upgrade(req, payload, shared, worker).await,
+    let websocket = match upgrade::wanted(req.head()) {
+        Ok(websocket) => websocket,
         Err(e) => return e.response(req.path()),
+    };
+    // Once per client request, however many backends it tries: the budget's share.
+    worker.budget.request();
+    if websocket {
+        return forward_upgrade(req, payload, shared, worker).await;
     }
     let Some(path) = req.uri().path_and_query() else {
         return ProxyError::BadRequest.response(req.path());
@@ -76,7 +80,6 @@ async fn answer(
             Err(_) => return ProxyError::BadRequest.response(path.path()),
         };
     let head_request = req.method() == Method::HEAD;
-    worker.budget.request();
     let exchange = Exchange {
         req,
         path: path.as_str(),
@@ -100,16 +103,7 @@ async fn forward_upgrade(
     shared: &Shared,
     worker: &Worker,
 ) -> HttpResponse {
-    let route = upgrade::Route {
-        view: &shared.view,
-        pool: &shared.pool,
-        balance: shared.balance,
-        max_retries: shared.max_retries,
-        upstream: &worker.upstream,
-        budget: &worker.budget,
-        idle_timeout: shared.upgrade_idle_timeout,
-    };
-    match upgrade::forward(req, payload.into_inner(), route).await {
+    match upgrade::forward(req, payload.into_inner(), shared, worker).await {
         upgrade::Outcome::Answer(res) => res,
         upgrade::Outcome::Refused(res, guard) => respond(false, res, guard, shared, None),
     }

@@ -1,15 +1,22 @@
 //! Header rules towards backends: the request head sidekick writes, with hop-by-hop
 //! headers removed, `X-Forwarded-*` added and the rest copied unchanged (duplicates
 //! kept). The hop-by-hop rule itself is in `upstream/head.rs`, which applies it to responses.
+//!
+//! The client's address in `X-Forwarded-For` and `X-Real-IP`: MinIO takes the leftmost
+//! `X-Forwarded-For` as the request's source (audit log, `aws:SourceIp`). A sidecar's
+//! client is on loopback, so for it sidekick sends this host's address instead: the
+//! local address of the connection to the backend, which is what the backend would
+//! see without sidekick (the Go tool sends the host's address too). Other clients'
+//! addresses go as they are; `--forward-loopback-addr` sends loopback ones as well.
 
 use std::fmt::Write;
+use std::net::IpAddr;
 
-use actix_web::http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, EXPECT, HOST,
-};
+use actix_web::http::header::{HeaderMap, HeaderName, CONNECTION, CONTENT_LENGTH, EXPECT, HOST};
 use actix_web::http::Method;
 use bytes::BytesMut;
 
+use crate::conn::client_addr::ClientAddr;
 use crate::upstream::head::is_hop_by_hop;
 use crate::upstream::request::Framing;
 
@@ -22,8 +29,8 @@ pub struct Target<'a> {
     pub method: &'a Method,
     /// Path and query, byte-exact as the client sent them.
     pub path: &'a str,
-    /// The client's address as a header value.
-    pub peer: Option<&'a HeaderValue>,
+    /// The client's address.
+    pub peer: Option<&'a ClientAddr>,
     /// HTTP/2 `:authority`, which becomes `Host` when the client sent none.
     pub authority: Option<&'a str>,
     /// The backend's `host:port`, the `Host` of last resort (HTTP/1.0 clients).
@@ -33,10 +40,10 @@ pub struct Target<'a> {
     pub extra: Option<(&'a str, &'a str)>,
 }
 
-/// The HTTP/1.1 request head for the backend. Content-Length and Transfer-Encoding
-/// come from the body sidekick sends; Expect was answered by sidekick, which sent
-/// the client its 100 Continue already.
-pub fn request_head(headers: &HeaderMap, target: &Target<'_>) -> BytesMut {
+/// The HTTP/1.1 request head for the backend, on a connection whose local address is
+/// `local`. Content-Length and Transfer-Encoding come from the body sidekick sends;
+/// Expect was answered by sidekick, which sent the client its 100 Continue already.
+pub fn request_head(headers: &HeaderMap, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
     let mut out = BytesMut::with_capacity(256 + 64 * headers.len());
     out.extend_from_slice(target.method.as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -58,16 +65,18 @@ pub fn request_head(headers: &HeaderMap, target: &Target<'_>) -> BytesMut {
         }
         line(&mut out, name.as_str(), value.as_bytes());
     }
-    if let Some(ip) = target.peer {
+    if let Some(client) = target.peer {
+        let mut buf = [0; 46];
+        let ip = client.sent(local, &mut buf);
         // The client's chain (all its X-Forwarded-For lines, in order) plus its address.
         out.extend_from_slice(b"x-forwarded-for: ");
         for value in headers.get_all(&X_FORWARDED_FOR) {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(ip.as_bytes());
+        out.extend_from_slice(ip);
         out.extend_from_slice(b"\r\n");
-        line(&mut out, X_REAL_IP.as_str(), ip.as_bytes());
+        line(&mut out, X_REAL_IP.as_str(), ip);
     }
     match (headers.get(HOST), target.authority) {
         (Some(host), _) => line(&mut out, X_FORWARDED_HOST.as_str(), host.as_bytes()),
@@ -133,9 +142,10 @@ fn connection_tokens(headers: &HeaderMap) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::http::header::HeaderValue;
 
     fn head(headers: &HeaderMap, authority: Option<&str>, framing: Framing) -> String {
-        let ip = HeaderValue::from_static("10.0.0.1");
+        let ip = ClientAddr::new("10.0.0.1".parse().unwrap(), false).unwrap();
         let target = Target {
             method: &Method::PUT,
             path: "/b/k?x=%2F",
@@ -145,7 +155,74 @@ mod tests {
             framing,
             extra: None,
         };
-        String::from_utf8(request_head(headers, &target).to_vec()).unwrap()
+        let local = "192.0.2.7".parse().ok();
+        String::from_utf8(request_head(headers, &target, local).to_vec()).unwrap()
+    }
+
+    /// `X-Forwarded-For` and `X-Real-IP` for a client at `client` on a backend
+    /// connection from `local`.
+    fn sent_for(client: &str, forward_loopback: bool, local: Option<&str>) -> (String, String) {
+        let ip = ClientAddr::new(client.parse().unwrap(), forward_loopback).unwrap();
+        let target = Target {
+            method: &Method::GET,
+            path: "/",
+            peer: Some(&ip),
+            authority: None,
+            backend: "b:9000",
+            framing: Framing::None,
+            extra: None,
+        };
+        let mut h = HeaderMap::new();
+        h.append(
+            X_FORWARDED_FOR.clone(),
+            HeaderValue::from_static("203.0.113.9"),
+        );
+        let local = local.map(|l| l.parse().unwrap());
+        let out = String::from_utf8(request_head(&h, &target, local).to_vec()).unwrap();
+        let find = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .to_string()
+        };
+        (find("x-forwarded-for: "), find("x-real-ip: "))
+    }
+
+    #[test]
+    fn a_loopback_client_is_sent_as_the_backend_connections_local_address() {
+        let sent = |client, local| sent_for(client, false, local);
+        let chain = |ip: &str| (format!("203.0.113.9, {ip}"), ip.to_string());
+        assert_eq!(sent("127.0.0.1", Some("192.0.2.7")), chain("192.0.2.7"));
+        assert_eq!(sent("127.0.0.53", Some("192.0.2.7")), chain("192.0.2.7"));
+        assert_eq!(sent("::1", Some("2001:db8::7")), chain("2001:db8::7"));
+        // A dual-stack listener sees an IPv4 client as mapped: still loopback.
+        assert_eq!(
+            sent("::ffff:127.0.0.1", Some("10.1.1.1")),
+            chain("10.1.1.1")
+        );
+        // The longest IPv6 text fits.
+        let long = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
+        assert_eq!(
+            sent("::1", Some(long)).1,
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+        );
+        // No local address known: the client's own.
+        assert_eq!(sent("127.0.0.1", None), chain("127.0.0.1"));
+        // Any other client goes as it is.
+        assert_eq!(sent("10.0.0.1", Some("192.0.2.7")), chain("10.0.0.1"));
+        assert_eq!(
+            sent("::ffff:10.0.0.1", Some("192.0.2.7")),
+            chain("10.0.0.1")
+        );
+        assert_eq!(
+            sent("2001:db8::1", Some("2001:db8::7")),
+            chain("2001:db8::1")
+        );
+        // --forward-loopback-addr: the loopback address goes as it is.
+        assert_eq!(
+            sent_for("127.0.0.1", true, Some("192.0.2.7")),
+            chain("127.0.0.1")
+        );
     }
 
     #[test]

@@ -2,12 +2,10 @@
 //! backends, request bodies, the response relay, retries, WebSocket pass-through and
 //! the errors it answers.
 
+pub mod attempts;
 pub mod cached;
-pub mod closing;
-pub mod conn_info;
 pub mod error;
 pub mod forward;
-pub mod framing;
 pub mod handler;
 pub mod headers;
 pub mod relay;
@@ -17,4 +15,3 @@ pub mod retry;
 pub mod shared;
 pub mod upgrade;
 pub mod validate;
-pub mod watched;

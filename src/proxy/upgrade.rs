@@ -12,6 +12,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_rt::task::JoinHandle;
 use actix_rt::time::{sleep_until, Sleep};
 use actix_web::body::{BodyStream, BoxBody};
@@ -33,15 +33,13 @@ use log::debug;
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::poll_read_buf;
 
-use crate::config::Balance;
+use crate::conn::client_addr::ClientAddr;
+use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
-use crate::pool::messages::Failure;
-use crate::pool::view::SharedView;
-use crate::pool::Pool;
-use crate::proxy::conn_info::ConnInfo;
+use crate::proxy::attempts::{Attempt, Attempts, Failed};
 use crate::proxy::error::ProxyError;
 use crate::proxy::headers::{self, Target};
-use crate::proxy::retry;
+use crate::proxy::shared::{Shared, Worker};
 use crate::upstream::request::Framing;
 use crate::upstream::upgrade::{ReadSide, Switched, Upgraded, WriteSide};
 use crate::upstream::{Response, Upstream};
@@ -74,17 +72,6 @@ pub fn wanted(head: &RequestHead) -> Result<bool, ProxyError> {
     }
 }
 
-/// What the handler lends an upgrade: where to pick a backend and how to reach it.
-pub struct Route<'a> {
-    pub view: &'a SharedView,
-    pub pool: &'a Addr<Pool>,
-    pub balance: Balance,
-    pub max_retries: usize,
-    pub upstream: &'a Upstream,
-    pub budget: &'a retry::Budget,
-    pub idle_timeout: Duration,
-}
-
 pub enum Outcome {
     /// The 101 carrying the tunnel, or sidekick's own error.
     Answer(HttpResponse),
@@ -92,60 +79,78 @@ pub enum Outcome {
     Refused(Response, InFlight),
 }
 
-/// Forwards a WebSocket request; a connection failure before the answer tries
-/// another backend like any GET.
-pub async fn forward(req: &HttpRequest, payload: Payload, route: Route<'_>) -> Outcome {
+/// Forwards a WebSocket request through the retry engine: a connection failure
+/// before the answer tries another backend like any GET.
+pub async fn forward(
+    req: &HttpRequest,
+    payload: Payload,
+    shared: &Shared,
+    worker: &Worker,
+) -> Outcome {
     let Some(path) = req.uri().path_and_query() else {
         return Outcome::Answer(ProxyError::BadRequest.response(req.path()));
     };
-    let peer = req.conn_data::<ConnInfo>().and_then(|c| c.peer.as_ref());
-    route.budget.request();
-    let mut failed: Vec<usize> = Vec::new();
-    loop {
-        let Some(backend) = route.view.load().pick(route.balance, &failed) else {
-            return Outcome::Answer(ProxyError::BackendDown.response(path.path()));
-        };
-        let guard = InFlight::new(backend);
-        let backend = guard.backend();
-        crate::observe::trace::requests::attempt(req, backend);
+    let mut handshake = Handshake {
+        req,
+        path: path.as_str(),
+        peer: req.conn_data::<ConnInfo>().and_then(|c| c.peer.as_ref()),
+        upstream: &worker.upstream,
+    };
+    let attempts = Attempts {
+        req,
+        resource: path.path(),
+        shared,
+        worker,
+    };
+    match attempts.run(&mut handshake).await {
+        Ok((Upgraded::Switched(switched), guard)) => Outcome::Answer(switch(
+            switched,
+            payload,
+            guard,
+            shared.upgrade_idle_timeout,
+        )),
+        Ok((Upgraded::Refused(res), guard)) => Outcome::Refused(res, guard),
+        Err(res) => Outcome::Answer(res),
+    }
+}
+
+/// An upgrade request as the retry engine sends it.
+struct Handshake<'a> {
+    req: &'a HttpRequest,
+    /// Path and query, byte-exact.
+    path: &'a str,
+    peer: Option<&'a ClientAddr>,
+    upstream: &'a Upstream,
+}
+
+impl Attempt for Handshake<'_> {
+    type Answer = Upgraded;
+
+    /// It has no body; what the client sends after its head waits in the payload
+    /// until the switch.
+    fn replayable(&self) -> bool {
+        true
+    }
+
+    async fn send(&mut self, backend: &Arc<Backend>) -> Result<Upgraded, Failed> {
         let target = Target {
-            method: req.method(),
-            path: path.as_str(),
-            peer,
+            method: self.req.method(),
+            path: self.path,
+            peer: self.peer,
             authority: None,
             backend: backend.endpoint.authority.as_str(),
             framing: Framing::None,
             extra: None,
         };
-        let head = request_head(req, &target);
-        let error = match route.upstream.upgrade(backend, &head).await {
-            Ok(Upgraded::Switched(switched)) => {
-                return Outcome::Answer(switch(switched, payload, guard, route.idle_timeout))
-            }
-            Ok(Upgraded::Refused(res)) => return Outcome::Refused(res, guard),
-            Err(e) => e,
-        };
-        crate::observe::trace::requests::failed(req, &error);
-        route.pool.do_send(Failure {
-            id: backend.id,
-            error: error.to_string(),
-        });
-        failed.push(backend.id);
-        let retry = failed.len() <= route.max_retries
-            && retry::is_safe(req.method(), &error)
-            && route.budget.try_retry();
-        if !retry {
-            return Outcome::Answer(ProxyError::BadGateway.response(path.path()));
-        }
-        backend.stats.retries.fetch_add(1, Relaxed);
-        debug!("retrying upgrade {path} after {}: {error}", backend.name);
+        let head = |local| request_head(self.req, &target, local);
+        Ok(self.upstream.upgrade(backend, head).await?)
     }
 }
 
 /// The usual request head, plus the two headers it drops as hop-by-hop that an
 /// upgrade must carry: `Connection: upgrade` and the client's `Upgrade`.
-fn request_head(req: &HttpRequest, target: &Target<'_>) -> BytesMut {
-    let mut head = headers::request_head(req.headers(), target);
+fn request_head(req: &HttpRequest, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
+    let mut head = headers::request_head(req.headers(), target, local);
     // Reopen the head before its blank line.
     head.truncate(head.len() - 2);
     head.extend_from_slice(b"connection: upgrade\r\n");

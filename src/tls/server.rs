@@ -156,12 +156,18 @@ fn stamp(path: &Path) -> Option<Stamp> {
 /// symlink chains and re-arming watches on replaced inodes; one `stat` of each resolved
 /// path per second catches them all, costs nothing, and a rotation is served at most a
 /// second later.
+///
+/// Files are read and the key decrypted on a blocking thread: an encrypted key takes
+/// about a second (scrypt), and this actor shares its thread with the Pool and the
+/// health checks, which must not wait for it.
 struct Watcher {
     cert: PathBuf,
     key: PathBuf,
     password: Option<String>,
     seen: [Option<Stamp>; 2],
     resolver: Arc<Resolver>,
+    /// A reload is under way: the next one waits for it.
+    loading: bool,
 }
 
 impl Watcher {
@@ -172,10 +178,14 @@ impl Watcher {
             key: key.to_path_buf(),
             password,
             resolver,
+            loading: false,
         }
     }
 
-    fn poll(&mut self) {
+    fn poll(&mut self, ctx: &mut Context<Self>) {
+        if self.loading {
+            return;
+        }
         let now = [stamp(&self.cert), stamp(&self.key)];
         if now == self.seen {
             return;
@@ -183,13 +193,23 @@ impl Watcher {
         // Remembered even when loading fails: a broken file is reported once, and the
         // next change (the rest of a rotation, a fixed file) is tried again.
         self.seen = now;
-        match pem::certified_key(&self.cert, &self.key, self.password.as_deref()) {
-            Ok(key) => {
-                self.resolver.0.store(Arc::new(key));
-                log::info!("TLS certificate reloaded from {}", self.cert.display());
+        self.loading = true;
+        let (cert, key, password) = (self.cert.clone(), self.key.clone(), self.password.clone());
+        actix_rt::task::spawn_blocking(move || {
+            pem::certified_key(&cert, &key, password.as_deref())
+        })
+        .into_actor(self)
+        .map(|loaded, watcher, _| {
+            watcher.loading = false;
+            match loaded.map_err(|e| e.to_string()).and_then(|key| key) {
+                Ok(key) => {
+                    watcher.resolver.0.store(Arc::new(key));
+                    log::info!("TLS certificate reloaded from {}", watcher.cert.display());
+                }
+                Err(e) => log::error!("TLS certificate not reloaded, keeping the old one: {e}"),
             }
-            Err(e) => log::error!("TLS certificate not reloaded, keeping the old one: {e}"),
-        }
+        })
+        .spawn(ctx);
     }
 }
 
@@ -197,6 +217,6 @@ impl Actor for Watcher {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(POLL, |watcher, _| watcher.poll());
+        ctx.run_interval(POLL, |watcher, ctx| watcher.poll(ctx));
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::io::poll_read_buf;
 
 use super::conn::Conn;
 use super::head::Framing;
-use super::idle::Idle;
+use super::idle::{Idle, IdleKey};
 
 /// Read sizes while a body streams: starting small keeps short bodies cheap in
 /// memory, doubling up to the largest means few system calls per GiB.
@@ -27,7 +27,7 @@ pub struct ResponseBody {
     decoder: Decoder,
     keep_alive: bool,
     idle: Rc<Idle>,
-    backend: usize,
+    backend: IdleKey,
     read_size: usize,
 }
 
@@ -37,7 +37,7 @@ impl ResponseBody {
         framing: Framing,
         keep_alive: bool,
         idle: Rc<Idle>,
-        backend: usize,
+        backend: IdleKey,
     ) -> Self {
         ResponseBody {
             conn: Some(conn),
@@ -54,7 +54,7 @@ impl ResponseBody {
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take() {
             if self.keep_alive && conn.buf.is_empty() {
-                self.idle.put(self.backend, conn);
+                self.idle.put(&self.backend, conn);
             }
         }
     }

@@ -1,8 +1,8 @@
-//! One connection to a backend: plain TCP or TLS, the bytes read from it but not
-//! yet consumed, and its age.
+//! One connection to a backend: plain TCP or TLS, its local address, the bytes read
+//! from it but not yet consumed, and its age.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,8 +16,8 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tokio_util::io::poll_read_buf;
 
+use super::peer::Peer;
 use super::{head, Error};
-use crate::pool::backend::Backend;
 
 pub enum Io {
     Plain(TcpStream),
@@ -26,26 +26,49 @@ pub enum Io {
 
 pub struct Conn {
     pub io: Io,
+    /// This host's address on the connection: what the backend sees as its peer.
+    pub local: Option<IpAddr>,
     /// Read from the backend, not yet consumed.
     pub buf: BytesMut,
     pub opened: Instant,
     pub idle_since: Instant,
 }
 
+/// Where a connection goes.
+#[derive(Clone, Copy)]
+pub struct Dest<'a> {
+    /// Resolved now unless `address` is set; SNI and the certificate check use it.
+    pub host: &'a str,
+    pub port: u16,
+    pub https: bool,
+    pub address: Option<IpAddr>,
+}
+
+impl<'a> Dest<'a> {
+    /// A peer's endpoint, at its pinned address in `--rr-dns-mode`.
+    pub fn of<P: Peer + ?Sized>(peer: &'a P) -> Self {
+        let endpoint = peer.endpoint();
+        Dest {
+            host: &endpoint.host,
+            port: endpoint.port,
+            https: endpoint.is_https(),
+            address: peer.address(),
+        }
+    }
+}
+
 impl Conn {
-    /// Connects to `backend` (its pinned address in `--rr-dns-mode`, else its host
-    /// name, resolved now) and, for https, completes the TLS handshake; each step
-    /// has `timeout`.
+    /// Connects to `dest` (its pinned address, else its host name, resolved now)
+    /// and, for https, completes the TLS handshake; each step has `timeout`.
     pub async fn open(
-        backend: &Backend,
+        dest: Dest<'_>,
         tls: Option<&TlsConnector>,
         timeout: Duration,
     ) -> Result<Conn, Error> {
-        let endpoint = &backend.endpoint;
         let connecting = async {
-            match backend.address {
-                Some(ip) => TcpStream::connect(SocketAddr::new(ip, endpoint.port)).await,
-                None => TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await,
+            match dest.address {
+                Some(ip) => TcpStream::connect(SocketAddr::new(ip, dest.port)).await,
+                None => TcpStream::connect((dest.host, dest.port)).await,
             }
         };
         let tcp = actix_rt::time::timeout(timeout, connecting)
@@ -54,11 +77,12 @@ impl Conn {
             .map_err(Error::Connect)?;
         // Heads and bodies are written whole: Nagle would only delay them.
         tcp.set_nodelay(true).map_err(Error::Connect)?;
+        let local = tcp.local_addr().ok().map(|a| a.ip().to_canonical());
         let io = match tls {
-            _ if !endpoint.is_https() => Io::Plain(tcp),
+            _ if !dest.https => Io::Plain(tcp),
             None => return Err(Error::Tls(io::Error::other("no TLS client configuration"))),
             Some(tls) => {
-                let name = ServerName::try_from(endpoint.host.clone())
+                let name = ServerName::try_from(dest.host.to_string())
                     .map_err(|e| Error::Tls(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
                 let stream = actix_rt::time::timeout(timeout, tls.connect(name, tcp))
                     .await
@@ -70,6 +94,7 @@ impl Conn {
         let now = Instant::now();
         Ok(Conn {
             io,
+            local,
             buf: BytesMut::new(),
             opened: now,
             idle_since: now,

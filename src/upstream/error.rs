@@ -46,8 +46,9 @@ impl Error {
 
     /// sidekick itself ran out of open files: no sign of the backend failing.
     pub fn out_of_files(&self) -> bool {
+        use rustix::io::Errno;
         matches!(self, Error::Connect(e)
-            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)))
+            if matches!(Errno::from_io_error(e), Some(Errno::MFILE | Errno::NFILE)))
     }
 
     /// What a reused keep-alive connection shows when the backend closed it while
@@ -64,11 +65,13 @@ mod tests {
 
     #[test]
     fn running_out_of_files_is_sidekicks_own() {
-        let emfile = Error::Connect(io::Error::from_raw_os_error(libc::EMFILE));
+        let emfile = Error::Connect(rustix::io::Errno::MFILE.into());
         assert!(emfile.out_of_files());
         let refused = Error::Connect(io::ErrorKind::ConnectionRefused.into());
         assert!(!refused.out_of_files());
-        let read = Error::Read(io::Error::from_raw_os_error(libc::EMFILE));
+        let enfile = Error::Connect(rustix::io::Errno::NFILE.into());
+        assert!(enfile.out_of_files());
+        let read = Error::Read(rustix::io::Errno::MFILE.into());
         assert!(!read.out_of_files());
     }
 }

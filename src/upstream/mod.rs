@@ -1,21 +1,23 @@
 //! sidekick's HTTP/1.1 client towards backends, one per worker: keep-alive
 //! connections pooled per backend, the request head written in one piece, the
 //! response head parsed in place and small bodies handed on without a stream.
+//! Health checks go through it too (`probe.rs`), from the Pool's thread.
 
 pub mod body;
 mod conn;
 mod error;
 pub mod head;
 mod idle;
+pub mod peer;
+pub mod probe;
 pub mod request;
 pub mod upgrade;
 
 use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -27,13 +29,13 @@ use tokio_rustls::TlsConnector;
 use tokio_util::io::poll_read_buf;
 
 pub use body::ResponseBody;
-use conn::Conn;
+use conn::{Conn, Dest};
 pub use error::Error;
 use head::{Framing, ResponseHead};
-use idle::Idle;
+use idle::{Idle, IdleKey};
+pub use peer::Peer;
 
 use crate::config::Config;
-use crate::pool::backend::Backend;
 use request::Body;
 
 /// Read size for response heads (and the small bodies that come with them).
@@ -76,17 +78,19 @@ impl Upstream {
         }
     }
 
-    /// Sends one request to `backend` and reads the response head. A pooled
+    /// Sends one request to `backend` and reads the response head. `head` writes the
+    /// request head once the connection is known, from its local address (the
+    /// client's address may stand for this host's: `proxy::headers`). A pooled
     /// connection the backend had closed meanwhile is replaced by a fresh one when
     /// the request may be sent again (`retry_stale`). A request that cannot be sent
     /// again (its body streamed, or a POST) rides only a connection used moments
     /// ago, which the backend cannot be timing out as idle; otherwise it gets a new
     /// one. Should a kept connection still turn out closed, the error is
     /// `Error::Stale`: the request is lost, but the backend is not to blame.
-    pub async fn exchange(
+    pub async fn exchange<P: Peer + ?Sized, H: AsRef<[u8]>>(
         &self,
-        backend: &Arc<Backend>,
-        head: &[u8],
+        backend: &P,
+        head: impl Fn(Option<IpAddr>) -> H,
         body: &mut Body,
         head_request: bool,
         retry_stale: bool,
@@ -96,25 +100,26 @@ impl Upstream {
                 true => Duration::MAX,
                 false => STREAM_REUSE,
             };
-            let pooled = self.idle.take(backend.id, fresh);
+            let pooled = self.idle.take(backend.id(), fresh);
             let (mut conn, reused) = match pooled {
                 Some(conn) => (conn, true),
                 None => (
-                    Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?,
+                    Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?,
                     false,
                 ),
             };
+            let head = head(conn.local);
             match self
-                .round_trip(&mut conn, backend, head, body, head_request)
+                .round_trip(&mut conn, backend, head.as_ref(), body, head_request)
                 .await
             {
-                Ok(head) => return Ok(self.response(conn, head, backend.id)),
+                Ok(head) => return Ok(self.response(conn, head, IdleKey::of(backend))),
                 Err(e) if reused && retry_stale && body.replayable() && e.stale() => {
                     // Its siblings are likely just as dead.
-                    self.idle.clear(backend.id);
+                    self.idle.clear(backend.id());
                 }
                 Err(e) if reused && e.stale() => {
-                    self.idle.clear(backend.id);
+                    self.idle.clear(backend.id());
                     return Err(Error::Stale);
                 }
                 Err(e) => return Err(e),
@@ -122,10 +127,10 @@ impl Upstream {
         }
     }
 
-    async fn round_trip(
+    async fn round_trip<P: Peer + ?Sized>(
         &self,
         conn: &mut Conn,
-        backend: &Arc<Backend>,
+        backend: &P,
         head: &[u8],
         body: &mut Body,
         head_request: bool,
@@ -147,19 +152,19 @@ impl Upstream {
             .map_err(|_| Error::Timeout)?
     }
 
-    fn response(&self, mut conn: Conn, head: ResponseHead, id: usize) -> Response {
+    fn response(&self, mut conn: Conn, head: ResponseHead, backend: IdleKey) -> Response {
         let reusable = |conn: &Conn| head.keep_alive && conn.buf.is_empty();
         let body = match head.framing {
             Framing::Empty => {
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(&backend, conn);
                 }
                 Reply::Empty
             }
             Framing::Length(n) if conn.buf.len() as u64 >= n => {
                 let bytes = conn.buf.split_to(n as usize).freeze();
                 if reusable(&conn) {
-                    self.idle.put(id, conn);
+                    self.idle.put(&backend, conn);
                 }
                 Reply::Whole(bytes)
             }
@@ -168,7 +173,7 @@ impl Upstream {
                 framing,
                 head.keep_alive,
                 self.idle.clone(),
-                id,
+                backend,
             )),
         };
         Response { head, body }
@@ -202,9 +207,9 @@ async fn write_buffered(conn: &mut Conn, head: &[u8], body: &Body) -> Result<(),
 }
 
 /// Sends the head, then the client's body as it arrives.
-async fn write_streamed(
+async fn write_streamed<P: Peer + ?Sized>(
     conn: &mut Conn,
-    backend: &Arc<Backend>,
+    backend: &P,
     head: &[u8],
     body: &mut Body,
 ) -> Result<(), Error> {
@@ -228,9 +233,9 @@ async fn write_streamed(
     conn.io.flush().await.map_err(Error::Send)
 }
 
-async fn pump<S>(
+async fn pump<P: Peer + ?Sized, S>(
     conn: &mut Conn,
-    backend: &Backend,
+    backend: &P,
     mut payload: S,
     chunked: bool,
 ) -> Result<(), Error>
@@ -243,7 +248,7 @@ where
         if data.is_empty() {
             continue;
         }
-        backend.stats.rx_bytes.fetch_add(data.len() as u64, Relaxed);
+        backend.sent(data.len() as u64);
         if chunked {
             framed.clear();
             chunk(&mut framed, &data);

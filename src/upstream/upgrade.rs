@@ -2,16 +2,17 @@
 //! its own, and a `101 Switching Protocols` hands that connection over, split into
 //! its two directions. Any other answer is an ordinary response.
 
-use std::sync::Arc;
+use std::net::IpAddr;
 
 use actix_web::http::StatusCode;
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 
-use super::conn::{Conn, Io};
+use super::conn::{Conn, Dest, Io};
 use super::head::{self, ResponseHead};
+use super::idle::IdleKey;
+use super::peer::Peer;
 use super::{read_final, Error, Response, Upstream};
-use crate::pool::backend::Backend;
 
 /// The backend's side of a switched connection, one half per direction.
 pub type ReadSide = ReadHalf<Io>;
@@ -35,13 +36,23 @@ pub enum Upgraded {
 }
 
 impl Upstream {
-    /// Sends an upgrade request head (it has no body) and reads the answer within the
+    /// Sends an upgrade request head (it has no body; `head` writes it from the
+    /// connection's local address, as for `exchange`) and reads the answer within the
     /// response timeout. Never on a kept connection: one the backend is closing would
     /// lose the request, and a new connection costs little beside a session.
-    pub async fn upgrade(&self, backend: &Arc<Backend>, head: &[u8]) -> Result<Upgraded, Error> {
-        let mut conn = Conn::open(backend, self.tls.as_ref(), self.connect_timeout).await?;
+    pub async fn upgrade<P: Peer + ?Sized, H: AsRef<[u8]>>(
+        &self,
+        backend: &P,
+        head: impl FnOnce(Option<IpAddr>) -> H,
+    ) -> Result<Upgraded, Error> {
+        let mut conn =
+            Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?;
+        let head = head(conn.local);
         let exchange = async {
-            conn.io.write_all(head).await.map_err(Error::Send)?;
+            conn.io
+                .write_all(head.as_ref())
+                .await
+                .map_err(Error::Send)?;
             conn.io.flush().await.map_err(Error::Send)?;
             read_final(&mut conn, head::parse_upgrade).await
         };
@@ -49,7 +60,11 @@ impl Upstream {
             .await
             .map_err(|_| Error::Timeout)??;
         if head.status != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Upgraded::Refused(self.response(conn, head, backend.id)));
+            return Ok(Upgraded::Refused(self.response(
+                conn,
+                head,
+                IdleKey::of(backend),
+            )));
         }
         let Conn { io, buf, .. } = conn;
         let (read, write) = tokio::io::split(io);

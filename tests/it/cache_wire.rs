@@ -279,7 +279,7 @@ fn an_origin_that_ignores_if_none_match_but_sends_the_same_etag_is_a_hit() {
 }
 
 #[test]
-fn a_206_miss_fills_only_the_whole_blocks_it_was_sent() {
+fn a_206_miss_fills_the_blocks_it_was_sent_and_pieces_of_the_others() {
     let w = Wire::start();
     let size = 4 * BLOCK + 1000;
     let body = bytes(size, 24);
@@ -294,22 +294,29 @@ fn a_206_miss_fills_only_the_whole_blocks_it_was_sent() {
         vec!["bytes=10000-200000"],
         "a signed Range is widened"
     );
-    // Blocks 1 and 2 lie wholly inside 10000..=200000; 0 and 3 do not.
-    w.sk.wait_filled(2 * BLOCK as u64);
-    let stored: Vec<String> = w
-        .store
-        .list(&w.boto, "blocks/")
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    let mut indexes: Vec<&str> = stored.iter().filter_map(|k| k.rsplit('/').next()).collect();
-    indexes.sort();
-    assert_eq!(indexes, vec!["1", "2"], "{stored:?}");
+    // Blocks 1 and 2 lie wholly inside 10000..=200000; of 0 and 3, the bytes sent
+    // are pieces named by their span.
+    w.sk.wait_filled(190_001);
+    let names = |prefix: &str| -> Vec<String> {
+        let mut tails: Vec<String> = w
+            .store
+            .list(&w.boto, prefix)
+            .into_iter()
+            .map(|(k, _)| k[prefix.len() + 65..].to_string())
+            .collect();
+        tails.sort();
+        tails
+    };
+    assert_eq!(names("blocks/"), vec!["1", "2"]);
+    assert_eq!(names("pieces/"), vec!["0/10000-65535", "3/196608-200000"]);
 
     for (a, z) in [
         (BLOCK, 3 * BLOCK - 1),
         (70000, 80000),
         (BLOCK + 5, 2 * BLOCK + 5),
+        (60000, 70000),
+        (3 * BLOCK - 1, 3 * BLOCK),
+        (10000, 200000),
     ] {
         let range = format!("bytes={a}-{z}");
         let res = w.get("/bkt/parquet", &[("Range", &range)]);
@@ -321,15 +328,17 @@ fn a_206_miss_fills_only_the_whole_blocks_it_was_sent() {
             (vec!["\"pq\""], 304)
         );
     }
-    for (a, z) in [(0, 100), (60000, 70000), (3 * BLOCK - 1, 3 * BLOCK)] {
+    for (a, z) in [(0, 100), (9999, 10001), (200_000, 200_001)] {
         let range = format!("bytes={a}-{z}");
+        let before = w.origin.asked_for("/bkt/parquet").len();
         let res = w.get("/bkt/parquet", &[("Range", &range)]);
-        assert_eq!(res.status, 206, "{range}");
-        assert!(res.body == body[a..=z], "{range}: wrong bytes");
-        assert_ne!(
-            res.header("x-cache"),
-            Some("HIT"),
-            "{range}: a block never filled"
+        assert_body(&res, 206, &body[a..=z], "MISS", &range);
+        let asked = w.origin.asked_for("/bkt/parquet");
+        assert_eq!(asked.len(), before + 1, "{range}: a second trip");
+        assert_eq!(
+            asked[before].header("if-none-match"),
+            None,
+            "{range}: bytes never stored, asked for conditionally"
         );
     }
 }
@@ -507,6 +516,7 @@ fn cache_metrics_and_trace_lines_follow_hits_misses_and_bypasses() {
         ("sidekick_cache_fill_bytes_total", ""),
         ("sidekick_cache_fills_dropped_total", ""),
         ("sidekick_cache_errors_total", ""),
+        ("sidekick_cache_bad_metadata_total", ""),
     ] {
         assert!(
             sample_with(&s, name, label).is_some(),
@@ -525,6 +535,11 @@ fn cache_metrics_and_trace_lines_follow_hits_misses_and_bypasses() {
     assert_eq!(
         sample_with(&s, "sidekick_cache_up", &node),
         Some(1.0),
+        "{s}"
+    );
+    assert_eq!(
+        sample_with(&s, "sidekick_cache_node_errors_total", &node),
+        Some(0.0),
         "{s}"
     );
     promtool_check(&s);

@@ -164,13 +164,8 @@ fn a_flood_of_idle_connections_past_the_file_limit_never_stops_serving() {
 
 #[test]
 fn the_soft_limit_is_raised_to_the_hard_one() {
-    let mut own = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes only into the struct it is given.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) }, 0);
-    let hard = own.rlim_max.min(4096);
+    let own = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = own.maximum.unwrap_or(u64::MAX).min(4096);
     assert!(
         hard > LIMIT,
         "needs a hard open-file limit above {LIMIT}, have {hard}"

@@ -306,3 +306,72 @@ fn interim_heads_trailers_and_bodies_that_end_with_the_connection() {
     );
     assert!(!sk.log_contains("failed mid-response"), "{:?}", sk.log);
 }
+
+/// A request from a client at `source` (a loopback address of this host), on a
+/// connection of its own.
+fn get_from(source: &str, sk: &Sidekick, path: &str) -> Response {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(sk.addr), Type::STREAM, None).unwrap();
+    let source: std::net::IpAddr = source.parse().unwrap();
+    socket
+        .bind(&std::net::SocketAddr::new(source, 0).into())
+        .expect("bind the client's address");
+    socket
+        .connect(&sk.addr.into())
+        .expect("connect to sidekick");
+    let mut stream: TcpStream = socket.into();
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    stream.write_all(raw.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(stream), false).unwrap()
+}
+
+/// `X-Forwarded-For` and `X-Real-IP` of a request from `client` through a sidekick
+/// listening on `listen` to a backend on `backend`, and the address that backend saw
+/// the request come from.
+fn forwarded_for(client: &str, listen: &str, backend: &str, args: &[&str]) -> [String; 3] {
+    let backend = Backend::start_on("b0", backend.parse().unwrap());
+    let url = backend.url();
+    let mut all = vec!["--health-duration", "1s"];
+    all.extend_from_slice(args);
+    all.push(&url);
+    let sk = Sidekick::start_on(listen, &all);
+    wait_for("backend up", Duration::from_secs(10), || sk.health() == 200);
+    assert_eq!(get_from(client, &sk, "/obj").status, 200);
+    let seen = backend.last_seen();
+    let header = |name| seen.header(name).unwrap_or("(none)").to_string();
+    [
+        header("x-forwarded-for"),
+        header("x-real-ip"),
+        seen.peer.expect("the backend's peer").to_string(),
+    ]
+}
+
+/// A client on loopback is sent as this host: the local address of sidekick's
+/// connection to the backend, which is what the backend sees it come from. The
+/// client's address (127.0.0.7, or ::1) never reaches the backend.
+#[test]
+fn a_loopback_client_is_sent_as_this_hosts_address_over_ipv4_and_ipv6() {
+    // IPv4 all the way: a client at 127.0.0.7, sidekick's backend connection from 127.0.0.1.
+    let [xff, real, peer] = forwarded_for("127.0.0.7", "127.0.0.1:0", "127.0.0.1:0", &[]);
+    assert_eq!(peer, "127.0.0.1");
+    assert_eq!((xff.as_str(), real.as_str()), ("127.0.0.1", "127.0.0.1"));
+    // An IPv4 client, an IPv6 backend: the backend connection's IPv6 address.
+    let [xff, real, peer] = forwarded_for("127.0.0.7", "127.0.0.1:0", "[::1]:0", &[]);
+    assert_eq!(peer, "::1");
+    assert_eq!((xff.as_str(), real.as_str()), ("::1", "::1"));
+    // An IPv6 client, an IPv4 backend.
+    let [xff, real, peer] = forwarded_for("::1", "[::1]:0", "127.0.0.1:0", &[]);
+    assert_eq!(peer, "127.0.0.1");
+    assert_eq!((xff.as_str(), real.as_str()), ("127.0.0.1", "127.0.0.1"));
+}
+
+/// `--forward-loopback-addr` sends the loopback client's own address, as sidekick
+/// did before.
+#[test]
+fn forward_loopback_addr_sends_the_clients_own_address() {
+    let flag = ["--forward-loopback-addr"];
+    let [xff, real, _] = forwarded_for("127.0.0.7", "127.0.0.1:0", "[::1]:0", &flag);
+    assert_eq!((xff.as_str(), real.as_str()), ("127.0.0.7", "127.0.0.7"));
+    let [xff, real, _] = forwarded_for("::1", "[::1]:0", "127.0.0.1:0", &flag);
+    assert_eq!((xff.as_str(), real.as_str()), ("::1", "::1"));
+}

@@ -316,6 +316,98 @@ fn kubernetes_secret_symlink_swap_is_picked_up() {
     });
 }
 
+/// A certificate reload reads and decrypts its key away from the thread the Pool and
+/// its health checks run on. The new key file is a FIFO that holds the reload for as
+/// long as the test likes: meanwhile health checks go on and the Pool answers a metrics
+/// scrape (it builds a `Snapshot`); then the encrypted (scrypt) key goes through and
+/// the new certificate is served.
+#[test]
+fn a_reload_waiting_for_its_key_holds_neither_the_pool_nor_its_health_checks() {
+    use std::os::unix::fs::symlink;
+    let dir = TempDir::new("held-key");
+    let ca = Ca::new("held key CA");
+    let plain = std::fs::read_to_string(data("rsa-pkcs8.key")).unwrap();
+    let encrypted = std::fs::read(data("rsa-pkcs8-scrypt.key")).unwrap();
+    let issue = || {
+        ca.issue_with(
+            leaf_params(&["localhost"]),
+            KeyPair::from_pem(&plain).unwrap(),
+        )
+    };
+    let (first, second) = (issue(), issue());
+    // Both files behind one `..data` link, swapped at once as the kubelet does.
+    let mount = |version: &str| {
+        let tmp = dir.join("..data_tmp");
+        symlink(version, &tmp).unwrap();
+        std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    };
+    std::fs::create_dir(dir.join("v1")).unwrap();
+    std::fs::write(dir.join("v1/tls.crt"), &first.cert_pem).unwrap();
+    std::fs::write(dir.join("v1/tls.key"), &encrypted).unwrap();
+    mount("v1");
+    symlink("..data/tls.crt", dir.join("tls.crt")).unwrap();
+    symlink("..data/tls.key", dir.join("tls.key")).unwrap();
+    let backend = Backend::start("b0");
+    let sk = Sidekick::start(&[
+        "--cert",
+        &dir.arg("tls.crt"),
+        "--key",
+        &dir.arg("tls.key"),
+        "--key-password",
+        "s3cret",
+        "--health-duration",
+        "1s",
+        &backend.url(),
+    ]);
+    wait_up_tls(&sk);
+    assert_eq!(handshake(sk.addr).certs[0], first.der);
+
+    std::fs::create_dir(dir.join("v2")).unwrap();
+    std::fs::write(dir.join("v2/tls.crt"), &second.cert_pem).unwrap();
+    let fifo = dir.join("v2/tls.key");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // Open both ways, so that the reload's open returns and its read waits for data.
+    let mut feed = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo)
+        .unwrap();
+    mount("v2");
+    let fds = format!("/proc/{}/fd", sk.pid());
+    wait_for("the reload reading the new key", LIMIT, || {
+        std::fs::read_dir(&fds)
+            .unwrap()
+            .any(|fd| std::fs::read_link(fd.unwrap().path()).is_ok_and(|target| target == fifo))
+    });
+
+    let checked = backend.health_checks();
+    wait_for("health checks while the reload waits", LIMIT, || {
+        backend.health_checks() >= checked + 2
+    });
+    let scrape = https_request(sk.addr, None, "GET", "/.prometheus/metrics", b"");
+    assert_eq!(scrape.status, 200);
+    assert!(
+        scrape.text().contains("sidekick_health_error_counts"),
+        "{}",
+        scrape.text()
+    );
+    assert_eq!(handshake(sk.addr).certs[0], first.der);
+    assert!(!sk.log_contains("TLS certificate reloaded"));
+
+    std::io::Write::write_all(&mut feed, &encrypted).unwrap();
+    drop(feed);
+    wait_for("the new certificate served", LIMIT, || {
+        handshake(sk.addr).certs[0] == second.der
+    });
+    wait_for("the reload logged", LIMIT, || {
+        sk.log_contains("TLS certificate reloaded")
+    });
+}
+
 #[test]
 fn auto_tls_fingerprint_matches_served_and_presented_certificate() {
     let backend = Backend::start("b0");

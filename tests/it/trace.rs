@@ -162,7 +162,7 @@ fn all_as_json_lines_with_the_documented_fields() {
     assert_eq!(sk.get("/j?k=v").status, 200);
     wait_for("a request and a health check", LIMIT, || {
         let v = sk.json();
-        v.iter().any(|e| e["type"] == "request") && v.iter().any(|e| e["type"] == "health")
+        v.iter().any(|e| e["kind"] == "request") && v.iter().any(|e| e["kind"] == "health")
     });
     assert!(
         sk.lines().iter().all(|l| l.starts_with('{')),
@@ -172,10 +172,11 @@ fn all_as_json_lines_with_the_documented_fields() {
     for e in sk.json() {
         for field in [
             "time",
-            "type",
-            "client",
+            "kind",
+            "peer",
             "method",
             "path",
+            "query",
             "status",
             "error",
             "backend",
@@ -192,22 +193,22 @@ fn all_as_json_lines_with_the_documented_fields() {
     let req = sk
         .json()
         .into_iter()
-        .find(|e| e["type"] == "request")
+        .find(|e| e["kind"] == "request")
         .unwrap();
     assert_eq!(req["method"], "GET");
-    assert_eq!(req["path"], "/j?k=v");
+    assert_eq!((&req["path"], &req["query"]), (&"/j".into(), &"k=v".into()));
     assert_eq!(req["status"], 200);
     assert_eq!(req["bytes_out"], 2);
-    assert!(req["client"]
+    assert!(req["peer"]
         .as_str()
         .is_some_and(|c| c.starts_with("127.0.0.1:")));
     let health = sk
         .json()
         .into_iter()
-        .find(|e| e["type"] == "health")
+        .find(|e| e["kind"] == "health")
         .unwrap();
     assert_eq!(health["path"], "/health/ready");
-    assert_eq!(health["client"], Value::Null);
+    assert_eq!(health["peer"], Value::Null);
 }
 
 #[test]
@@ -317,7 +318,7 @@ fn debug_adds_headers_with_credentials_redacted() {
     assert!(headers["authorization"]
         .as_str()
         .is_some_and(|a| a.contains("Credential=AKID/") && a.ends_with("Signature=*REDACTED*")));
-    assert!(e["path"]
+    assert!(e["query"]
         .as_str()
         .is_some_and(|p| p.contains("X-Amz-Signature=*REDACTED*")));
     assert_eq!(e["response_headers"]["x-backend"], "dbg");

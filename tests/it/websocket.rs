@@ -1,7 +1,8 @@
 //! WebSocket pass-through with a real WebSocket client and server (tungstenite): echo
 //! of text, binary and a 10 MiB message, the close handshake from either side, a
 //! backend that refuses the upgrade or dies mid-session, the idle limit, SIGTERM
-//! draining, and the metrics and trace of an upgraded connection.
+//! draining, the metrics and trace of an upgraded connection, and an upgrade while
+//! sidekick is out of open files.
 
 use std::io::{BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -671,4 +672,89 @@ fn wss_through_tls_on_both_sides() {
     let got = read_until_closed(&mut ws);
     assert!(matches!(got.last(), Some(Message::Close(_))), "{got:?}");
     wait_for("the backend's clean close", LIMIT, || e.closed() == 1);
+}
+
+/// Sets the soft open-file limit of the running process `pid` (`None`: unlimited),
+/// keeping its hard one (read from `/proc`, as prlimit cannot only read another's).
+fn set_soft_nofile(pid: u32, soft: Option<u64>) {
+    use rustix::process::{prlimit, Pid, Resource, Rlimit};
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let hard = match line.split_whitespace().nth(4).unwrap() {
+        "unlimited" => None,
+        n => Some(n.parse::<u64>().unwrap()),
+    };
+    let current = match (soft, hard) {
+        (Some(s), Some(h)) => Some(s.min(h)),
+        (s, None) => s,
+        (None, h) => h,
+    };
+    let pid = Pid::from_raw(pid as i32);
+    let new = Rlimit {
+        current,
+        maximum: hard,
+    };
+    prlimit(pid, Resource::Nofile, new).unwrap_or_else(|e| panic!("prlimit: {e}"));
+}
+
+/// A client connection sidekick has accepted: one of its own requests answered on it.
+fn accepted(sk: &Sidekick) -> BufReader<TcpStream> {
+    let stream = TcpStream::connect(sk.addr).unwrap();
+    stream.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut r = BufReader::new(stream);
+    r.get_mut()
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let status = read_response(&mut r, false).unwrap().status;
+    assert_eq!(status, 200, "{:?}", sk.log.lock().unwrap());
+    r
+}
+
+#[test]
+fn out_of_open_files_an_upgrade_is_refused_503_and_the_backend_stays_up() {
+    let health = Backend::start("health");
+    let e = Echo::start();
+    // Optimistic: an up backend is not checked, so no health check fails meanwhile.
+    let sk = sidekick(&health, &[&e], &["--health-optimistic"]);
+    // Connections accepted before sidekick runs out of files: it cannot accept then.
+    let mut upgrade = accepted(&sk);
+    let mut plain = accepted(&sk);
+
+    // No file left: a connection to the backend fails with EMFILE.
+    set_soft_nofile(sk.pid(), Some(0));
+    upgrade
+        .get_mut()
+        .write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    let refused = read_response(&mut upgrade, false);
+    // A plain request on the same rule.
+    plain
+        .get_mut()
+        .write_all(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let plain_refused = read_response(&mut plain, false);
+    set_soft_nofile(sk.pid(), None);
+
+    for (what, res) in [("upgrade", refused), ("request", plain_refused)] {
+        let res = res.unwrap_or_else(|err| panic!("{what}: no answer: {err}"));
+        assert_eq!(res.status, 503, "{what}: {}", res.text());
+        assert!(
+            res.text().contains("<Code>SlowDown</Code>"),
+            "{}",
+            res.text()
+        );
+    }
+    assert!(e.handshakes().is_empty(), "{:?}", e.handshakes());
+    wait_for("the cause in the log", LIMIT, || {
+        sk.log_contains("GET /ws: no backend connection, sidekick is out of open files")
+    });
+    // The backend was never blamed: still up (the Pool answers the scrape after any
+    // failure sent before the 503), and the next upgrade reaches it.
+    assert_eq!(sk.sample("sidekick_up", &e.url()), Some(1.0));
+    assert!(!sk.log_contains("is down"), "{:?}", sk.log.lock().unwrap());
+    let mut ws = open(&sk, "/after");
+    echo(&mut ws, Message::text("served"));
 }

@@ -276,8 +276,7 @@ mod tests {
 
     #[test]
     fn a_down_row_shows_its_reason_shortened_to_the_room_left() {
-        let why =
-            "health check failed: Failed to connect to host: Connection refused (os error 111)";
+        let why = "health check failed: cannot connect: Connection refused (os error 111)";
         let wide = text(&fit(&rows(&status(Some(why))), 200, 2));
         assert!(wide[0].ends_with("REASON"), "{}", wide[0]);
         assert!(

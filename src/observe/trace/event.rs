@@ -1,4 +1,6 @@
 //! One traced exchange and the two forms of its line: text, and JSON (`--json`).
+//! The JSON line has the Go tool's trace fields, with the same names and meanings,
+//! and sidekick's own beside them (the README documents both).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -12,6 +14,10 @@ pub struct Event {
     pub kind: Kind,
     pub time: SystemTime,
     pub client: Option<SocketAddr>,
+    /// The request's source address as the Go tool named it: the first of the
+    /// client's `X-Forwarded-For`, else its `X-Real-IP` or `Forwarded: for=`, else
+    /// the client's IP.
+    pub source: Option<String>,
     pub method: String,
     pub path: String,
     /// 0 when no response arrived.
@@ -19,6 +25,8 @@ pub struct Event {
     pub error: Option<String>,
     pub backend: Option<String>,
     pub duration: Duration,
+    /// Until the first response body bytes went out.
+    pub first_byte: Option<Duration>,
     pub bytes_in: u64,
     pub bytes_out: u64,
     /// What the cache made of the request (`X-Cache`), when the cache is on.
@@ -75,6 +83,25 @@ pub fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A duration as a Go `time.Duration` in JSON: integer nanoseconds.
+fn go_duration(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The status text the Go tool wrote (Go's `http.StatusText`): the standard reason
+/// phrase, in Go's older wording where it differs; empty for an unknown code.
+fn status_text(status: u16) -> &'static str {
+    match status {
+        413 => "Request Entity Too Large",
+        414 => "Request URI Too Long",
+        416 => "Requested Range Not Satisfiable",
+        _ => actix_web::http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or(""),
+    }
+}
+
 /// The JSON form; its field names are documented in the README and kept stable.
 pub fn to_json(e: &Event) -> Value {
     let headers = |h: &Option<Vec<(String, String)>>| {
@@ -94,12 +121,29 @@ pub fn to_json(e: &Event) -> Value {
             Value::Object(map)
         })
     };
+    let (path, query) = e.path.split_once('?').unwrap_or((&e.path, ""));
+    let health = e.kind == Kind::Health;
     let mut v = json!({
+        // The Go tool's fields.
+        "type": "TRACE",
+        "host": e.backend.as_deref().unwrap_or(""),
         "time": rfc3339(e.time),
-        "type": match e.kind { Kind::Request => "request", Kind::Health => "health" },
-        "client": e.client.map(|c| c.to_string()),
+        "client": e.source.as_deref().unwrap_or(""),
+        "callStats": {
+            "rx": e.bytes_in,
+            "tx": e.bytes_out,
+            "latency": go_duration(e.duration),
+            "timetofirstbyte": go_duration(e.first_byte.unwrap_or_default()),
+            "healthError": if health { e.error.as_deref() } else { None },
+        },
+        "statusCode": e.status,
+        "statusMsg": status_text(e.status),
         "method": e.method,
-        "path": e.path,
+        "path": path,
+        "query": query,
+        // sidekick's own.
+        "kind": if health { "health" } else { "request" },
+        "peer": e.client.map(|c| c.to_string()),
         "status": e.status,
         "error": e.error,
         "backend": e.backend,
@@ -128,12 +172,14 @@ pub fn sample(status: u16) -> Event {
         kind: Kind::Request,
         time: SystemTime::UNIX_EPOCH,
         client: "127.0.0.1:5000".parse().ok(),
+        source: Some("127.0.0.1".into()),
         method: "GET".into(),
         path: "/b/k".into(),
         status,
         error: None,
         backend: Some("http://h1:9000".into()),
         duration: Duration::from_micros(1500),
+        first_byte: Some(Duration::from_micros(900)),
         bytes_in: 3,
         bytes_out: 7,
         cache: None,
@@ -155,11 +201,49 @@ mod tests {
             line,
             "1970-01-01T00:00:00.000Z 127.0.0.1:5000 GET /b/k 200 http://h1:9000 1.5ms in=3 out=7\n"
         );
-        let v = to_json(&sample(404));
-        assert_eq!(v["status"], 404);
-        assert_eq!(v["type"], "request");
-        assert_eq!(v["client"], "127.0.0.1:5000");
+        let mut e = sample(413);
+        e.path = "/b/k?uploads&X-Amz-Signature=*REDACTED*".into();
+        let v = to_json(&e);
+        assert_eq!(v["type"], "TRACE");
+        assert_eq!(v["host"], "http://h1:9000");
+        assert_eq!(v["time"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(v["client"], "127.0.0.1");
+        assert_eq!(v["statusCode"], 413);
+        assert_eq!(v["statusMsg"], "Request Entity Too Large");
+        assert_eq!(v["path"], "/b/k");
+        assert_eq!(v["query"], "uploads&X-Amz-Signature=*REDACTED*");
+        let stats = &v["callStats"];
+        assert_eq!(
+            (stats["rx"].as_u64(), stats["tx"].as_u64()),
+            (Some(3), Some(7))
+        );
+        assert_eq!(stats["latency"], 1_500_000);
+        assert_eq!(stats["timetofirstbyte"], 900_000);
+        assert!(stats["healthError"].is_null());
+        assert_eq!(v["status"], 413);
+        assert_eq!(v["kind"], "request");
+        assert_eq!(v["peer"], "127.0.0.1:5000");
         assert_eq!(v["bytes_out"], 7);
         assert!(v.get("request_headers").is_none());
+        assert_eq!(to_json(&sample(299))["statusMsg"], "");
+        assert_eq!(to_json(&sample(404))["statusMsg"], "Not Found");
+    }
+
+    #[test]
+    fn a_failed_health_check_in_json() {
+        let mut e = sample(0);
+        e.kind = Kind::Health;
+        (e.client, e.source, e.first_byte) = (None, None, None);
+        e.error = Some("connection refused".into());
+        let v = to_json(&e);
+        assert_eq!(v["client"], "");
+        assert_eq!(v["callStats"]["healthError"], "connection refused");
+        assert_eq!(v["callStats"]["timetofirstbyte"], 0);
+        assert_eq!(
+            (v["statusCode"].as_u64(), v["statusMsg"].as_str()),
+            (Some(0), Some(""))
+        );
+        assert_eq!(v["kind"], "health");
+        assert!(v["peer"].is_null());
     }
 }

@@ -3,6 +3,7 @@
 //! calls to say which backend served and why a request failed.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, HttpRequest};
 use bytes::Bytes;
@@ -62,6 +64,7 @@ pub async fn middleware(
     let time = SystemTime::now();
     let started = Instant::now();
     let client = req.peer_addr();
+    let source = source(req.headers(), client);
     let method = req.method().to_string();
     let path = redact_target(
         req.uri()
@@ -82,12 +85,14 @@ pub async fn middleware(
         kind: Kind::Request,
         time,
         client,
+        source,
         method,
         path,
         status: res.status().as_u16(),
         error: served.as_ref().and_then(|s| s.error.clone()),
         backend: served.map(|s| s.backend.name.clone()),
         duration: Duration::ZERO,
+        first_byte: None,
         bytes_in: 0,
         bytes_out: 0,
         cache: cache_result(res.headers()),
@@ -113,8 +118,38 @@ pub async fn middleware(
     }))
 }
 
+/// The request's source as the Go tool's trace named it (`client`): the first
+/// address of the client's `X-Forwarded-For`, else its `X-Real-IP`, else the `for=`
+/// of its `Forwarded`, else the client's own IP.
+fn source(headers: &HeaderMap, peer: Option<SocketAddr>) -> Option<String> {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(chain) = text("x-forwarded-for") {
+        return chain
+            .split(',')
+            .next()
+            .map(|first| first.trim().to_string());
+    }
+    if let Some(real) = text("x-real-ip") {
+        return Some(real.to_string());
+    }
+    if let Some(forwarded) = text("forwarded") {
+        if let Some(at) = forwarded.to_ascii_lowercase().find("for=") {
+            let value = &forwarded[at + 4..];
+            let end = value.find([';', ',', ' ']).unwrap_or(value.len());
+            return Some(value[..end].trim_matches('"').to_string());
+        }
+    }
+    peer.map(|p| p.ip().to_canonical().to_string())
+}
+
 /// The `X-Cache` result sidekick set on the answer.
-fn cache_result(headers: &actix_web::http::header::HeaderMap) -> Option<&'static str> {
+fn cache_result(headers: &HeaderMap) -> Option<&'static str> {
     match headers.get("x-cache")?.as_bytes() {
         b"HIT" => Some("HIT"),
         b"MISS" => Some("MISS"),
@@ -197,6 +232,9 @@ impl MessageBody for Traced {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(p) = &mut self.pending {
                     p.event.bytes_out += chunk.len() as u64;
+                    if !chunk.is_empty() && p.event.first_byte.is_none() {
+                        p.event.first_byte = Some(p.started.elapsed());
+                    }
                 }
             }
             Poll::Ready(Some(Err(e))) => {
@@ -214,5 +252,39 @@ impl MessageBody for Traced {
 impl Drop for Traced {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::{HeaderName, HeaderValue};
+
+    fn source_of(headers: &[(&'static str, &'static str)]) -> Option<String> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        source(&map, "[::ffff:127.0.0.1]:5000".parse().ok())
+    }
+
+    #[test]
+    fn the_source_is_the_first_forwarded_address_else_the_peer() {
+        let chain = ("x-forwarded-for", "203.0.113.7, 10.0.0.1");
+        let real = ("x-real-ip", "198.51.100.2");
+        let forwarded = (
+            "forwarded",
+            "For=\"[2001:db8::1]\";proto=https, for=10.0.0.2",
+        );
+        assert_eq!(source_of(&[real, chain]).as_deref(), Some("203.0.113.7"));
+        assert_eq!(
+            source_of(&[forwarded, real]).as_deref(),
+            Some("198.51.100.2")
+        );
+        assert_eq!(source_of(&[forwarded]).as_deref(), Some("[2001:db8::1]"));
+        assert_eq!(source_of(&[]).as_deref(), Some("127.0.0.1"));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -25,6 +25,8 @@ pub struct Seen {
     pub body_sha: String,
     /// Which of the backend's connections carried the request (numbered from 0).
     pub conn: usize,
+    /// The address that connection came from.
+    pub peer: Option<IpAddr>,
 }
 
 impl Seen {
@@ -43,7 +45,8 @@ pub(crate) struct Shared {
     pub(crate) health_checks: AtomicUsize,
     pub(crate) failed_checks: AtomicUsize,
     pub(crate) seen: Mutex<Vec<Seen>>,
-    pub(crate) conns: Mutex<Vec<TcpStream>>,
+    /// The connections open now, by accept order, for `kill` to cut.
+    pub(crate) conns: Mutex<HashMap<usize, TcpStream>>,
     /// Requests to /hold wait until this is true.
     pub(crate) release: (Mutex<bool>, Condvar),
     pub(crate) held: AtomicUsize,
@@ -120,22 +123,23 @@ impl Backend {
         let name = self.name.clone();
         let tls = self.tls.clone();
         thread::spawn(move || {
-            for conn in listener.incoming() {
+            for (key, conn) in listener.incoming().enumerate() {
                 if stop.load(SeqCst) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 if let Ok(c) = conn.try_clone() {
-                    shared.conns.lock().unwrap().push(c);
+                    shared.conns.lock().unwrap().insert(key, c);
                 }
-                let (shared, name) = (shared.clone(), name.clone());
-                match &tls {
-                    Some(config) => {
-                        let config = config.clone();
-                        thread::spawn(move || tls::serve(conn, config, &shared, &name))
+                let (shared, name, tls) = (shared.clone(), name.clone(), tls.clone());
+                thread::spawn(move || {
+                    match tls {
+                        Some(config) => tls::serve(conn, config, &shared, &name),
+                        None => serve(conn, &shared, &name),
                     }
-                    None => thread::spawn(move || serve(conn, &shared, &name)),
-                };
+                    // Closed: a long test must not run out of files.
+                    shared.conns.lock().unwrap().remove(&key);
+                });
             }
         });
     }
@@ -146,7 +150,7 @@ impl Backend {
             stop.store(true, SeqCst);
             let _ = TcpStream::connect(self.addr); // wakes the accept loop
         }
-        for c in self.shared.conns.lock().unwrap().drain(..) {
+        for (_, c) in self.shared.conns.lock().unwrap().drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
@@ -224,11 +228,17 @@ fn die<S: Conn>(w: &mut std::io::BufWriter<S>) -> std::io::Result<()> {
 /// A backend connection, plain or TLS: read and written, and cut like a crash.
 pub trait Conn: Read + Write {
     fn cut(&self);
+    /// The address the connection came from.
+    fn peer(&self) -> Option<IpAddr>;
 }
 
 impl Conn for TcpStream {
     fn cut(&self) {
         let _ = self.shutdown(Shutdown::Both);
+    }
+
+    fn peer(&self) -> Option<IpAddr> {
+        self.peer_addr().ok().map(|a| a.ip())
     }
 }
 
@@ -248,6 +258,7 @@ pub(crate) fn serve_conn<S: Conn>(r: S, w: S, shared: &Shared, name: &str) {
     let mut conn = Served {
         id: shared.connections.fetch_add(1, SeqCst),
         close_next: false,
+        peer: r.get_ref().peer(),
     };
     while serve_one(&mut r, &mut w, shared, name, &mut conn).is_ok() && w.flush().is_ok() {}
 }
@@ -258,6 +269,7 @@ struct Served {
     /// The next request on this connection gets no answer: the connection closes,
     /// as when a server times an idle connection out just as a request arrives.
     close_next: bool,
+    peer: Option<IpAddr>,
 }
 
 fn serve_one<S: Conn>(
@@ -345,6 +357,7 @@ fn serve_one<S: Conn>(
         body_len,
         body_sha: body_sha.clone(),
         conn: conn.id,
+        peer: conn.peer,
     });
 
     let path = target.split('?').next().unwrap_or("");
@@ -366,6 +379,7 @@ fn serve_one<S: Conn>(
                     body_len: size,
                     body_sha: sha,
                     conn: conn.id,
+                    peer: conn.peer,
                 });
             }
             Ok(())

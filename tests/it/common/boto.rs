@@ -145,6 +145,46 @@ impl Boto {
         a["etag"].as_str().unwrap().to_string()
     }
 
+    /// PUTs `body` with a Content-Type and `x-amz-meta-*` (`metadata`, names
+    /// without the prefix); its ETag.
+    pub fn put_with(
+        &self,
+        key: &S3Key,
+        bucket: &str,
+        name: &str,
+        body: &[u8],
+        content_type: &str,
+        metadata: Value,
+    ) -> String {
+        let a = self.call(
+            key,
+            "put",
+            json!({"bucket": bucket, "key": name, "body": hex(body),
+                   "content_type": content_type, "metadata": metadata}),
+        );
+        assert_eq!(a["status"], 200, "PUT {bucket}/{name}: {a}");
+        a["etag"].as_str().unwrap().to_string()
+    }
+
+    /// CopyObject of `name` onto itself with `MetadataDirective=REPLACE`; its ETag.
+    pub fn copy_replace(
+        &self,
+        key: &S3Key,
+        bucket: &str,
+        name: &str,
+        content_type: &str,
+        metadata: Value,
+    ) -> String {
+        let a = self.call(
+            key,
+            "copy",
+            json!({"bucket": bucket, "key": name, "content_type": content_type,
+                   "metadata": metadata}),
+        );
+        assert_eq!(a["status"], 200, "COPY {bucket}/{name}: {a}");
+        a["etag"].as_str().unwrap().to_string()
+    }
+
     /// GET with `args` (range, if_none_match, if_match, headers, sse_c, version_id,
     /// part_number, response_content_type).
     pub fn get(&self, key: &S3Key, bucket: &str, name: &str, mut args: Value) -> S3Answer {

@@ -1,8 +1,8 @@
 //! Test harness: the real sidekick binary, raw HTTP/1.1 backends that record exactly
 //! what reaches them, a raw client that sees exactly what sidekick sends back, TLS
-//! material, a Garage S3 cluster, an S3-like raw origin, a raw store with conditional
-//! writes, boto3 as a helper process and the cache store of the S3 shared cache.
-//! Tests `use common::*`.
+//! material, a Garage S3 cluster, an S3-like raw origin, boto3 as a helper process,
+//! the cache store of the S3 shared cache, a raw one with conditional writes and a
+//! raw one that lies. Tests `use common::*`.
 #![allow(dead_code)]
 
 mod backend;
@@ -11,6 +11,7 @@ pub mod cache_store;
 mod client;
 pub mod conditional_store;
 pub mod garage;
+pub mod hostile_store;
 pub mod origin;
 mod pattern;
 mod process;

@@ -22,6 +22,8 @@ pub struct Object {
     pub headers: Vec<(String, String)>,
     /// Sent chunked, with no Content-Length.
     pub chunked: bool,
+    /// Its `Last-Modified`, in every answer (304s too, as MinIO and AWS send it).
+    pub last_modified: String,
 }
 
 impl Object {
@@ -31,7 +33,14 @@ impl Object {
             etag: format!("\"{etag}\""),
             headers: vec![("Content-Type".into(), "application/octet-stream".into())],
             chunked: false,
+            last_modified: "Mon, 01 Jan 2024 00:00:00 GMT".into(),
         }
+    }
+
+    /// Written at another time (the same bytes may keep the same ETag).
+    pub fn modified(mut self, last_modified: &str) -> Object {
+        self.last_modified = last_modified.into();
+        self
     }
 
     pub fn with_header(mut self, name: &str, value: &str) -> Object {
@@ -268,7 +277,7 @@ fn serve_one(
         error(w, "412 Precondition Failed", "PreconditionFailed")?;
         return Ok(keep);
     }
-    let mut common = format!("Last-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\n{request_id}");
+    let mut common = format!("Last-Modified: {}\r\n{request_id}", obj.last_modified);
     if !tag.is_empty() {
         common.push_str(&format!("ETag: {tag}\r\n"));
     }

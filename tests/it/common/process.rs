@@ -103,6 +103,13 @@ impl Sidekick {
         Self::spawn(cmd)
     }
 
+    /// Starts sidekick like `start`, listening on `address` (port 0: the kernel picks).
+    pub fn start_on(address: &str, args: &[&str]) -> Sidekick {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--address", address, "--log"]).args(args);
+        Self::spawn(cmd)
+    }
+
     /// Starts sidekick like `start`, with `env` added to its environment.
     pub fn start_with_env(env: &[(&str, &str)], args: &[&str]) -> Sidekick {
         let mut cmd = Command::new(BIN);
@@ -113,7 +120,7 @@ impl Sidekick {
     }
 
     /// Starts sidekick with its own `/etc/hosts` (a private mount namespace; needs
-    /// root), so that test names resolve to test addresses.
+    /// root: see `require_private_hosts`), so that test names resolve to test addresses.
     pub fn start_with_hosts(hosts: &std::path::Path, args: &[&str]) -> Sidekick {
         let mut cmd = Command::new("unshare");
         cmd.args([
@@ -134,19 +141,15 @@ impl Sidekick {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(BIN);
         cmd.args(["--address", "127.0.0.1:0", "--log"]).args(args);
-        let limit = libc::rlimit {
-            rlim_cur: soft,
-            rlim_max: hard,
+        use rustix::process::{setrlimit, Resource, Rlimit};
+        let limit = Rlimit {
+            current: Some(soft),
+            maximum: Some(hard),
         };
-        // SAFETY: the closure runs between fork and exec and only calls setrlimit,
-        // which is async-signal-safe.
+        // SAFETY: the closure runs between fork and exec and only makes the setrlimit
+        // system call, which is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || Ok(setrlimit(Resource::Nofile, limit)?));
         }
         Self::spawn(cmd)
     }
@@ -258,6 +261,11 @@ impl Sidekick {
         })
     }
 
+    /// The process has not exited.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     pub fn get(&self, path: &str) -> Response {
         request(self.addr, "GET", path, &[], b"")
     }
@@ -268,12 +276,21 @@ impl Sidekick {
 
     /// Peak resident memory (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// Resident memory now (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmHWM")
+            .unwrap_or_else(|| panic!("{field} in /proc/{}/status", self.pid()))
     }
 
     /// Waits until `n` backends have been logged up.

@@ -236,6 +236,10 @@ impl Conn for TlsConn {
     fn cut(&self) {
         let _ = self.0.borrow().sock.shutdown(Shutdown::Both);
     }
+
+    fn peer(&self) -> Option<std::net::IpAddr> {
+        self.0.borrow().sock.peer_addr().ok().map(|a| a.ip())
+    }
 }
 
 /// Serves one accepted connection over TLS (called by `Backend` when it has a config).

@@ -1,6 +1,6 @@
-//! The external tools some tests drive. A missing tool fails the test that needs it,
-//! naming the tool and how to get it: a test that did nothing must never count as a
-//! pass. `scripts/test` installs every one of them.
+//! The external tools (and privileges) some tests need. A missing one fails the
+//! test that needs it, naming it and how to get it: a test that did nothing must
+//! never count as a pass. `scripts/test` installs every tool.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -93,6 +93,29 @@ pub fn require_curl_http2() {
 
 pub fn require_openssl() {
     require(&OPENSSL);
+}
+
+/// The `--rr-dns-mode` tests: sidekick gets an `/etc/hosts` of the test's in a
+/// private mount namespace (`Sidekick::start_with_hosts`: root, `unshare`, `mount`),
+/// and backends listen on loopback addresses besides 127.0.0.1.
+pub fn require_private_hosts() {
+    let hosts = Command::new("unshare")
+        .args(["--mount", "sh", "-c", "mount --bind /etc/hosts /etc/hosts"])
+        .output();
+    let why = match &hosts {
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        hosts.is_ok_and(|out| out.status.success()),
+        "this test needs root and `unshare` (util-linux) to give sidekick an /etc/hosts of \
+         its own in a private mount namespace; run the tests as root: {why}"
+    );
+    assert!(
+        std::net::TcpListener::bind("127.0.0.2:0").is_ok(),
+        "this test needs loopback addresses besides 127.0.0.1 (127.0.0.2 and up): Linux \
+         routes all of 127.0.0.0/8 to lo; elsewhere add them to the loopback interface"
+    );
 }
 
 /// `promtool check metrics` (Debian package `prometheus`).

@@ -1,4 +1,4 @@
-//! A client connection whose HTTP/1 reads pass through `proxy::framing` before
+//! A client connection whose HTTP/1 reads pass through `conn::framing` before
 //! actix-http decodes them. Where a chunked trailer section holds a bare LF, actix-http
 //! gets the bytes before it, then CR and `!` instead of that LF, then the end of the
 //! stream: a CR not followed by LF in a trailer section is a fault its own chunked
@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::framing::Framing;
+use crate::conn::framing::Framing;
 
 /// What actix-http reads in place of a bare LF in a trailer section.
 const REFUSED: &[u8] = b"\r!";

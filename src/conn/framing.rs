@@ -6,7 +6,7 @@
 //! request behind it is read as trailer lines (never answered, never forwarded); a
 //! peer that ends lines at a bare LF (RFC 9112 §2.2 allows it) sees that request.
 //! RFC 9112 §7.1 ends each trailer field line and the section with CRLF, so the
-//! message is invalid: `proxy::watched` has actix-http refuse it.
+//! message is invalid: `conn::watched` has actix-http refuse it.
 //!
 //! Only where actix-http accepts the bytes must this agree with it; where it refuses
 //! them (it answers 400 and reads no further) or the connection stops being HTTP/1

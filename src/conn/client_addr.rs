@@ -1,0 +1,46 @@
+//! The client's address as backends are told it (`X-Forwarded-For`, `X-Real-IP`),
+//! worked out once per connection. MinIO takes the leftmost `X-Forwarded-For` as the
+//! request's source (audit log, `aws:SourceIp`); a sidecar's client is on loopback,
+//! so for it the backend connection's local address stands in: what the backend
+//! would see without sidekick. `proxy::headers` writes it.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::HeaderValue;
+
+/// The client's address as backends are told it, worked out once per connection.
+#[derive(Debug)]
+pub struct ClientAddr {
+    /// The client's own address.
+    value: HeaderValue,
+    /// A client on loopback: the backend connection's local address stands for it.
+    this_host: bool,
+}
+
+impl ClientAddr {
+    /// `ip` is the client's; with `forward_loopback` a loopback address goes as it is.
+    pub fn new(ip: IpAddr, forward_loopback: bool) -> Option<ClientAddr> {
+        let ip = ip.to_canonical();
+        Some(ClientAddr {
+            value: HeaderValue::from_str(&ip.to_string()).ok()?,
+            this_host: ip.is_loopback() && !forward_loopback,
+        })
+    }
+
+    /// The address sent for the client on a backend connection whose local address
+    /// is `local`, written into `buf`.
+    pub fn sent<'b>(&'b self, local: Option<IpAddr>, buf: &'b mut [u8; 46]) -> &'b [u8] {
+        let Some(ip) = local.filter(|_| self.this_host) else {
+            return self.value.as_bytes();
+        };
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // 45 bytes hold the longest IPv6 text.
+        match std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")) {
+            Ok(()) => {
+                let len = cursor.position() as usize;
+                &buf[..len]
+            }
+            Err(_) => self.value.as_bytes(),
+        }
+    }
+}
