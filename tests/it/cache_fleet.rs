@@ -1,6 +1,7 @@
 //! A fleet on one cache bucket: several sidekicks reading one cold object at once
 //! fetch it from the origin about once (the fill is claimed in the bucket), with a
-//! store that ignores conditional writes (Garage) and with one that honours them; a
+//! store that ignores conditional writes (Garage) and with one that honours them,
+//! and so do several reading one range of it whose edges fall inside blocks; a
 //! claimer that dies mid-fill costs its waiters only time; many sidecars starting at
 //! once all find the bucket usable.
 
@@ -40,16 +41,19 @@ fn fleet(n: usize, cache: &[String], bucket: &str, origin: &str) -> Vec<Sidekick
     fleet
 }
 
-/// Every sidekick of `fleet` GETs `path` at the same moment; the answers.
-fn read_together(fleet: &[Sidekick], path: &str) -> Vec<Response> {
+/// Every sidekick of `fleet` GETs `path` (bytes `range` of it, when given) at the
+/// same moment; the answers.
+fn read_together(fleet: &[Sidekick], path: &str, range: Option<&str>) -> Vec<Response> {
     let barrier = Arc::new(Barrier::new(fleet.len()));
     let readers: Vec<_> = fleet
         .iter()
         .map(|sk| {
             let (addr, barrier, path) = (sk.addr, barrier.clone(), path.to_string());
+            let range = range.map(|r| format!("bytes={r}"));
             thread::spawn(move || {
+                let headers: Vec<(&str, &str)> = range.iter().map(|r| ("Range", &r[..])).collect();
                 barrier.wait();
-                request(addr, "GET", &path, &[], b"")
+                request(addr, "GET", &path, &headers, b"")
             })
         })
         .collect();
@@ -77,7 +81,7 @@ fn eight_read_once(fleet: &[Sidekick], origin: &Origin) {
     // About 8 MB/s: the fill outlasts the sidecars' arrival.
     origin.pace(Duration::from_millis(2));
     let mut tags = Vec::new();
-    for (i, res) in read_together(fleet, "/bkt/cold").iter().enumerate() {
+    for (i, res) in read_together(fleet, "/bkt/cold", None).iter().enumerate() {
         assert_eq!(res.status, 200, "sidecar {i}: {}", res.text());
         assert!(res.body == body, "sidecar {i}: not the object's bytes");
         tags.push(res.header("x-cache").unwrap_or("-").to_string());
@@ -131,6 +135,50 @@ fn eight_sidecars_on_a_store_with_conditional_writes_fetch_a_cold_object_about_o
         store.refused() > refused_at_start,
         "no conditional claim refused"
     );
+}
+
+/// Eight sidecars read one range of a cold object at once, its edges inside blocks:
+/// the claimer's fill brings those bytes (whole blocks, pieces at the edges), the
+/// others follow it, and the origin sends the range at most twice.
+#[test]
+fn eight_sidecars_reading_one_cold_range_fetch_it_about_once() {
+    let store = ConditionalStore::start();
+    let origin = Origin::start();
+    let fleet = fleet(8, &store.flags("ranged"), "ranged", &origin.url());
+    let body = bytes(32 * BLOCK + 100, 63);
+    origin.put("/bkt/ranged", Object::new(body.clone(), "r1"));
+    origin.pace(Duration::from_millis(2));
+    let (first, last) = (1000, 10 * BLOCK + 499);
+    let range = format!("{first}-{last}");
+    let content_range = format!("bytes {first}-{last}/{}", body.len());
+    let mut tags = Vec::new();
+    for (i, res) in read_together(&fleet, "/bkt/ranged", Some(&range))
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(res.status, 206, "sidecar {i}: {}", res.text());
+        assert_eq!(res.header("content-range"), Some(&content_range[..]));
+        assert!(
+            res.body == body[first..=last],
+            "sidecar {i}: not the range's bytes"
+        );
+        tags.push(res.header("x-cache").unwrap_or("-").to_string());
+    }
+    let sent = origin_bytes(&origin, "/bkt/ranged");
+    let len = (last - first + 1) as u64;
+    let won: f64 = fleet.iter().map(|sk| claims(sk, "won")).sum();
+    let waited: f64 = fleet.iter().map(|sk| claims(sk, "waited")).sum();
+    eprintln!(
+        "origin sent {sent} bytes ({:.2}x the range); claims won {won}, waited {waited}; \
+         X-Cache {tags:?}",
+        sent as f64 / len as f64
+    );
+    assert!(
+        sent <= 2 * len,
+        "the origin sent {:.2}x the range to 8 sidecars",
+        sent as f64 / len as f64
+    );
+    assert!(won >= 1.0 && waited >= 1.0, "won {won}, waited {waited}");
 }
 
 #[test]
