@@ -5,6 +5,7 @@ cache; whole reads of a large object against the far origin and the cache store 
 directly; sidekick's RSS while it fills. Two Garage nodes: the origin, behind a
 relay that paces and delays it, and the cache store, on loopback."""
 
+import os
 import random
 import statistics
 import threading
@@ -71,9 +72,9 @@ def run(args, procs, work, sidekick_bin, pin):
     ckey, csecret = store.bucket_with_key("cache")
     relay = Relay(procs, work, origin.s3, args.origin_rate, args.origin_delay)
     size = args.size << 20
-    blob = random.Random(1).randbytes(size)
+    blob = os.urandom(size)
     whole_size = args.whole_size << 20
-    whole = random.Random(2).randbytes(whole_size)
+    whole = os.urandom(whole_size)
     up = origin.client(okey, osecret)
     up.put_object(Bucket="origin", Key="parquet", Body=blob)
     up.put_object(Bucket="origin", Key="whole", Body=whole)

@@ -67,7 +67,7 @@ impl Worker {
     pub fn new(cfg: &Config) -> Self {
         Worker {
             upstream: Rc::new(Upstream::new(cfg)),
-            cache_upstream: Rc::new(Upstream::new(cfg)),
+            cache_upstream: Rc::new(Upstream::for_cache_store(cfg)),
             budget: retry::Budget::new(cfg.retry_budget),
         }
     }

@@ -58,6 +58,16 @@ impl<'a> Dest<'a> {
 }
 
 impl Conn {
+    /// Acknowledges what arrives next without delay (`TCP_QUICKACK`, which the
+    /// kernel turns off again by itself: set once per request). Best effort.
+    pub fn ack_now(&self) {
+        let tcp = match &self.io {
+            Io::Plain(tcp) => tcp,
+            Io::Tls(tls) => tls.get_ref().0,
+        };
+        let _ = rustix::net::sockopt::set_tcp_quickack(tcp, true);
+    }
+
     /// Connects to `dest` (its pinned address, else its host name, resolved now)
     /// and, for https, completes the TLS handshake; each step has `timeout`.
     pub async fn open(
