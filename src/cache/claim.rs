@@ -15,7 +15,7 @@
 //!   the same bytes under the same names.
 //!
 //! The holder rewrites the claim only when its fill progressed (the version known,
-//! bytes received, a block stored). A claim that shows no progress for `LEASE` —
+//! bytes received, a span stored). A claim that shows no progress for `LEASE` —
 //! its holder died, or its client reads slowly — is given up: the mirror ends, its
 //! readers go to the origin, and the next cold read takes the claim over.
 
