@@ -25,6 +25,7 @@ use crate::cache::cover::Span;
 use crate::cache::hit::{self, Miss};
 use crate::cache::lock::{Claim, FillGuard};
 use crate::cache::meta::{self, Meta};
+use crate::cache::range::Spec;
 use crate::cache::request::{self, Lookup};
 use crate::cache::{claim, fill, Cache, Found, Known};
 use crate::observe::cache_stats::{Outcome, STATS};
@@ -84,6 +85,18 @@ async fn bypass(ex: &Exchange<'_>, body: &mut Body, upload: Option<&Upload>) -> 
     tagged(res, Outcome::Bypass)
 }
 
+/// A range asking for fewer bytes than a block, known before the object's size is.
+fn short(lookup: &Lookup, block_size: u64) -> bool {
+    match lookup.range {
+        Some(Spec::Suffix(n)) => n < block_size,
+        Some(Spec::From {
+            start,
+            end: Some(end),
+        }) => end.saturating_sub(start) < block_size,
+        _ => false,
+    }
+}
+
 /// One cacheable request on its way.
 struct Read<'a, 'r> {
     ex: &'a Exchange<'r>,
@@ -107,8 +120,11 @@ impl Read<'_, '_> {
         let (cache, up, lookup) = (self.cache, &self.ex.worker.cache_upstream, &self.lookup);
         match cache.find(up, lookup).await {
             // Claimed here: claimed in the bucket too, or another sidecar's fill is
-            // followed.
-            Ok(Found::Nothing(Some(guard))) => Some(claim::claim(cache, up, guard, lookup).await),
+            // followed; not for a read shorter than a block (a footer), which the
+            // claim's round trips would cost more than the herd.
+            Ok(Found::Nothing(Some(guard))) if !short(lookup, cache.cfg.block_size) => {
+                Some(claim::claim(cache, up, guard, lookup).await)
+            }
             // Not covered: those bytes may be on their way in another sidecar's fill.
             Ok(Found::Known(known)) if !known.covers() => {
                 let joined = claim::join(cache, up, &known, lookup).await;

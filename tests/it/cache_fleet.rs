@@ -257,3 +257,27 @@ fn many_sidecars_starting_together_all_find_the_bucket_usable() {
     let boto = crate::common::boto::Boto::start();
     assert_eq!(store.list(&boto, "sidekick-check/").len(), 16);
 }
+
+/// A cold read shorter than a block (a Parquet footer) takes no claim in the bucket:
+/// its round trips would cost more than the herd's few bytes.
+#[test]
+fn a_cold_footer_read_takes_no_claim() {
+    let store = ConditionalStore::start();
+    let origin = Origin::start();
+    let fleet = fleet(2, &store.flags("footer"), "footer", &origin.url());
+    let body = bytes(8 * BLOCK + 100, 64);
+    origin.put("/bkt/footer", Object::new(body.clone(), "f1"));
+    for res in read_together(&fleet, "/bkt/footer", Some("-8")) {
+        assert_eq!(res.status, 206, "{}", res.text());
+        assert!(res.body == body[body.len() - 8..], "not the footer's bytes");
+    }
+    for sk in &fleet {
+        assert_eq!((claims(sk, "won"), claims(sk, "waited")), (0.0, 0.0));
+    }
+    // A cold read of a block or more does take one.
+    origin.put("/bkt/chunk", Object::new(body, "c1"));
+    let reads = read_together(&fleet, "/bkt/chunk", Some(&format!("0-{}", 2 * BLOCK)));
+    assert!(reads.iter().all(|r| r.status == 206));
+    let won: f64 = fleet.iter().map(|sk| claims(sk, "won")).sum();
+    assert!(won >= 1.0, "no claim won for a two-block read");
+}
