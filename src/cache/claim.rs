@@ -15,7 +15,7 @@
 //!   the same bytes under the same names.
 //!
 //! The holder rewrites the claim only when its fill progressed (the version known,
-//! bytes received, a span stored). A claim that shows no progress for `LEASE` —
+//! a span stored; bytes received alone are not progress). A claim that shows no progress for `LEASE` —
 //! its holder died, or its client reads slowly — is given up: the mirror ends, its
 //! readers go to the origin, and the next cold read takes the claim over.
 
@@ -98,17 +98,19 @@ impl Record {
         let owner_ok = !record.owner.is_empty()
             && record.owner.len() <= MAX_OWNER
             && record.owner.bytes().all(|b| b.is_ascii_alphanumeric());
-        let span_ok =
-            record.first <= record.last && record.stored <= record.last - record.first + 1;
+        let span_ok = record.first <= record.last
+            && record.stored <= (record.last - record.first).saturating_add(1);
         (owner_ok && span_ok).then_some(record)
     }
 
     /// The version it fills and the bytes of it the fill brings, checked as
-    /// metadata read from the store is.
-    fn version(&self, identity: &str, max_size: u64) -> Option<(Meta, Span)> {
+    /// metadata read from the store is; its blocks no larger than this sidekick's
+    /// (`max_block`), as a reader holds a few of them.
+    fn version(&self, identity: &str, max_size: u64, max_block: u64) -> Option<(Meta, Span)> {
         let meta = Meta::decode(self.meta.as_ref()?.as_bytes(), identity, max_size)?;
         // Bounds the memory a mirror spends on the fill's spans.
-        let sane = meta.size <= max_size && meta.block_size >= 64 << 10;
+        let sane =
+            meta.size <= max_size && meta.block_size >= 64 << 10 && meta.block_size <= max_block;
         let span = Span {
             first: self.first,
             last: self.last,
@@ -130,8 +132,8 @@ impl Record {
 
     /// Whether the fill it shows may bring the bytes `lookup` asks for: it does, or
     /// the origin has not answered it yet.
-    fn may_bring(&self, lookup: &Lookup, max_size: u64) -> bool {
-        let Some((meta, span)) = self.version(&lookup.identity, max_size) else {
+    fn may_bring(&self, lookup: &Lookup, max_size: u64, max_block: u64) -> bool {
+        let Some((meta, span)) = self.version(&lookup.identity, max_size, max_block) else {
             return true;
         };
         match lookup.need(meta.size) {
@@ -269,7 +271,11 @@ pub async fn hold(cache: Arc<Cache>, up: Rc<Upstream>, mut holder: Holder, fill:
         let now = fill.progress();
         let published = written.version.is_none() && now.version.is_some();
         let due = now.ended || published || last.elapsed() >= RENEW;
-        if due && now != written {
+        // Bytes stored are progress; bytes received alone are not: a fill whose
+        // client reads slowly stores nothing new, and its lease must lapse.
+        let moved = (&now.version, now.stored, now.ended)
+            != (&written.version, written.stored, written.ended);
+        if due && moved {
             holder.record.meta = now
                 .version
                 .as_ref()
@@ -375,7 +381,7 @@ async fn keep_following(
 /// Brings the local fill up to the claim `now` (`seen` was the last one read);
 /// whether it progressed.
 fn mirror(cache: &Cache, identity: &str, guard: &FillGuard, seen: &Record, now: &Record) -> bool {
-    let Some((meta, span)) = now.version(identity, cache.cfg.max_size) else {
+    let Some((meta, span)) = now.version(identity, cache.cfg.max_size, cache.cfg.block_size) else {
         return now.done != seen.done;
     };
     let fill = &guard.fill;
@@ -397,8 +403,8 @@ fn mirror(cache: &Cache, identity: &str, guard: &FillGuard, seen: &Record, now: 
             fill.stored(stored);
         }
     }
-    (&now.meta, now.stored, now.received, now.done)
-        != (&seen.meta, seen.stored, seen.received, seen.done)
+    // Only what is stored counts as progress (see `hold`).
+    (&now.meta, now.stored, now.done) != (&seen.meta, seen.stored, seen.done)
 }
 
 /// A cold read claimed the object's fill in this sidekick (`guard`): it claims it
@@ -419,7 +425,9 @@ pub async fn claim(
             actix_rt::spawn(hold(cache.clone(), up.clone(), holder, fill));
             Found::Nothing(Some(guard))
         }
-        Taken::Held(record) if !record.may_bring(lookup, cache.cfg.max_size) => {
+        Taken::Held(record)
+            if !record.may_bring(lookup, cache.cfg.max_size, cache.cfg.block_size) =>
+        {
             debug!("fill of {identity} claimed in the bucket for other bytes");
             Found::Nothing(Some(guard))
         }
@@ -448,7 +456,8 @@ pub async fn join(
     let claim = key::claim(&cache.cfg.prefix, &meta.identity);
     let read = actix_rt::time::timeout(LOOKUP_TIMEOUT, read(cache, up, &claim));
     let (record, _) = read.await.ok()?.ok()??;
-    let (version, span) = record.version(&meta.identity, cache.cfg.max_size)?;
+    let (version, span) =
+        record.version(&meta.identity, cache.cfg.max_size, cache.cfg.block_size)?;
     if !record.worth_following() || !version.same_version(meta) || !span.contains(need) {
         return None;
     }
@@ -490,17 +499,20 @@ mod tests {
             first: 1000,
             last: 199_999,
         };
-        assert_eq!(back.version("/b/k", 1 << 30), Some((meta(200_000), span)));
+        assert_eq!(
+            back.version("/b/k", 1 << 30, 64 << 20),
+            Some((meta(200_000), span))
+        );
         // Another object's metadata, one too large, a tiny block size, bytes past
         // the object's end: not followed.
-        assert_eq!(back.version("/b/other", 1 << 30), None);
-        assert_eq!(back.version("/b/k", 100_000), None);
+        assert_eq!(back.version("/b/other", 1 << 30, 64 << 20), None);
+        assert_eq!(back.version("/b/k", 100_000, 64 << 20), None);
         r.last = 200_000;
-        assert_eq!(r.version("/b/k", 1 << 30), None);
+        assert_eq!(r.version("/b/k", 1 << 30, 64 << 20), None);
         let mut tiny = meta(10);
         tiny.block_size = 1;
         r.meta = String::from_utf8(tiny.encode()).ok();
-        assert_eq!(r.version("/b/k", 1 << 30), None);
+        assert_eq!(r.version("/b/k", 1 << 30, 64 << 20), None);
         for bad in [
             &b"garbage"[..],
             br#"{"owner":"","seq":1,"at_ms":1,"lease_ms":1,"done":false,"meta":null,"first":0,"last":0,"stored":0,"received":0}"#,

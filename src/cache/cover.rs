@@ -70,25 +70,31 @@ pub struct Part {
 }
 
 /// The spans of `held` that together hold every byte of `need`, in order, fewest
-/// bytes read first among equals; `None` when some byte is in none of them.
-pub fn cover(need: Span, held: impl Iterator<Item = Span> + Clone) -> Option<Vec<Part>> {
+/// bytes read first among equals; `None` when some byte is in none of them. One
+/// sort and one sweep: a whole read of a large object meets every one of its blocks.
+pub fn cover(need: Span, held: impl Iterator<Item = Span>) -> Option<Vec<Part>> {
+    let mut spans: Vec<Span> = held
+        .filter(|s| s.first <= need.last && s.last >= need.first)
+        .collect();
+    spans.sort_unstable_by_key(|s| s.first);
+    let mut spans = spans.into_iter().peekable();
     let mut parts = Vec::new();
     let mut at = need.first;
+    // Of the spans starting at or before `at`, the one reaching furthest (the
+    // shortest of those): it holds byte `at` if any does.
+    let mut best: Option<Span> = None;
     loop {
-        // Of the spans holding byte `at`, the one reaching furthest (the shortest
-        // of those).
-        let best = held
-            .clone()
-            .filter(|s| s.first <= at && at <= s.last)
-            .max_by_key(|s| (s.last, s.first))?;
+        while let Some(s) = spans.next_if(|s| s.first <= at) {
+            if best.map_or(true, |b| (s.last, s.first) > (b.last, b.first)) {
+                best = Some(s);
+            }
+        }
+        let stored = best.filter(|b| b.last >= at)?;
         let serve = Span {
             first: at,
-            last: best.last.min(need.last),
+            last: stored.last.min(need.last),
         };
-        parts.push(Part {
-            stored: best,
-            serve,
-        });
+        parts.push(Part { stored, serve });
         if serve.last == need.last {
             return Some(parts);
         }

@@ -185,8 +185,11 @@ impl Cache {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err(STATS.error("metadata lookup timed out".to_string())),
         };
-        let meta =
-            stored.and_then(|bytes| Meta::decode(&bytes, &lookup.identity, self.cfg.max_size));
+        // Blocks larger than this sidekick's would make each reader hold more than
+        // its bound (a few blocks): a miss, refilled with this sidekick's blocks.
+        let meta = stored
+            .and_then(|bytes| Meta::decode(&bytes, &lookup.identity, self.cfg.max_size))
+            .filter(|meta| meta.block_size <= self.cfg.block_size);
         Ok(meta.map(|meta| {
             let meta = Arc::new(meta);
             self.recent.remember(name, meta.clone());

@@ -4,7 +4,8 @@
 //! about safety, since the origin confirms every request with the ETag. Bounded
 //! (`--cache-remember` objects, 0: none): two generations of at most half of them
 //! each (the older is dropped whole when the newer is full), at most `SPANS` spans
-//! per object.
+//! per object, and none whose headers take more than `HEADERS` bytes (metadata may
+//! hold 64 KiB; thousands of those would be a lot of memory for a shortcut).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,7 @@ use crate::cache::cover::Span;
 use crate::cache::meta::Meta;
 
 const SPANS: usize = 256;
+const HEADERS: usize = 4 << 10;
 
 pub struct Recent {
     gens: Mutex<Gens>,
@@ -74,9 +76,16 @@ impl Recent {
     /// `meta` is the version of `name` now: its spans are kept when the version is
     /// the same (new headers), forgotten otherwise.
     pub fn remember(&self, name: &str, meta: Arc<Meta>) {
+        let size: usize = meta.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
         let Ok(mut gens) = self.gens.lock() else {
             return;
         };
+        if size > HEADERS {
+            // Not kept; nor an older entry of it, which these headers replace.
+            gens.new.remove(name);
+            gens.old.remove(name);
+            return;
+        }
         match gens.entry(name) {
             Some(entry) if entry.meta.same_version(&meta) => entry.meta = meta,
             _ => gens.insert(
@@ -157,5 +166,15 @@ mod tests {
         let none = Recent::new(0);
         none.remember("m", meta("\"a\""));
         assert!(none.get("m").is_none());
+    }
+
+    #[test]
+    fn metadata_with_large_headers_is_not_remembered() {
+        let r = Recent::new(ENTRIES);
+        r.remember("m", meta("\"a\""));
+        let mut large = (*meta("\"a\"")).clone();
+        large.headers = vec![("x-amz-meta-a".into(), "v".repeat(HEADERS))];
+        r.remember("m", Arc::new(large));
+        assert!(r.get("m").is_none(), "nor its older headers");
     }
 }

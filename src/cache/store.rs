@@ -257,12 +257,21 @@ impl Store {
             None => Body::None,
         };
         let head_request = matches!(verb, Verb::Head);
-        let res = match up
-            .exchange(node, |_| &head[..], &mut body, head_request, true)
-            .await
-        {
-            Ok(res) => res,
-            Err(e) => return Err(STATS.error(self.failed(node, e.to_string()))),
+        let exchange = up.exchange(node, |_| &head[..], &mut body, head_request, true);
+        // A read's answer must begin within the lookup's deadline: a node that takes
+        // longer is no help, and the origin's answer must not wait on it. A write
+        // keeps the backends' response timeout.
+        let sent = match verb {
+            Verb::Put => Ok(exchange.await),
+            _ => actix_rt::time::timeout(LOOKUP_TIMEOUT, exchange).await,
+        };
+        let res = match sent {
+            Ok(Ok(res)) => res,
+            Ok(Err(e)) => return Err(STATS.error(self.failed(node, e.to_string()))),
+            Err(_) => {
+                let why = format!("{name}: no answer within {LOOKUP_TIMEOUT:?}");
+                return Err(STATS.error(StoreError::Failed(why)));
+            }
         };
         let status = res.head.status;
         let etag = res

@@ -9,7 +9,7 @@
 //! is, and a storable one fills the cache on its way. The answer says `X-Cache:
 //! HIT`, `MISS` or `BYPASS`.
 
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 
 use actix_web::body::{BoxBody, SizedStream};
@@ -18,7 +18,8 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT_RANGES,
 use actix_web::http::{Method, StatusCode};
 use actix_web::HttpResponse;
 use bytes::Bytes;
-use futures_util::{future, Stream};
+use futures_util::future::{self, Either};
+use futures_util::Stream;
 use log::debug;
 
 use crate::cache::cover::Span;
@@ -148,13 +149,33 @@ impl Read<'_, '_> {
         let ttl = self.cache.cfg.header_ttl.as_secs();
         let shown = !meta.unconfirmed(ttl, meta::unix_now());
         let condition = shown.then_some(("if-none-match", meta.etag.as_str()));
-        let revalidated = self.ex.forward(body, None, condition);
-        let (sent, opened) = future::join(revalidated, self.open(&known)).await;
+        // The store is read while the origin decides; the origin's answer never
+        // waits for the store unless it confirms.
+        let mut opening = Box::pin(self.open(&known));
+        let (sent, opened) = {
+            let revalidated = pin!(self.ex.forward(body, None, condition));
+            match future::select(revalidated, opening.as_mut()).await {
+                Either::Left((sent, _)) => (sent, None),
+                Either::Right((opened, revalidated)) => (revalidated.await, Some(opened)),
+            }
+        };
         let (mut res, guard) = match sent {
             Ok(sent) => sent,
             Err(res) => return tagged(res, self.outcome),
         };
-        if !meta::confirms(&res.head, &meta.etag) {
+        let confirmed = meta::confirms(&res.head, &meta.etag);
+        let opened = match (opened, confirmed) {
+            (Some(opened), _) => {
+                drop(opening);
+                opened
+            }
+            (None, true) => opening.await,
+            (None, false) => {
+                drop(opening);
+                Err("not confirmed".into())
+            }
+        };
+        if !confirmed {
             if res.head.status == StatusCode::NOT_MODIFIED {
                 self.failed(format_args!("the origin's 304 names another ETag"));
                 return self.forward(body, None, None).await;
