@@ -118,6 +118,22 @@ impl Filler {
     }
 }
 
+/// Counts a fill's writer in `fills_writing` while it runs, whichever way it ends.
+struct Writing;
+
+impl Writing {
+    fn start() -> Self {
+        STATS.fills_writing.fetch_add(1, Relaxed);
+        Writing
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        STATS.fills_writing.fetch_sub(1, Relaxed);
+    }
+}
+
 /// Starts the background writer of one fill; the `Filler` feeds it.
 pub fn start(cache: Arc<Cache>, up: Rc<Upstream>, plan: Plan) -> Filler {
     let (tx, rx) = mpsc::unbounded();
@@ -141,6 +157,7 @@ async fn write(
     plan: Plan,
     mut blocks: mpsc::UnboundedReceiver<Copied>,
 ) {
+    let _writing = Writing::start();
     let Plan {
         guard,
         meta,

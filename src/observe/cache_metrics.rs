@@ -124,6 +124,13 @@ impl Collector for CacheFamilies {
             None,
             s.bad_meta.load(Relaxed),
         )?;
+        let writing = ConstGauge::new(i64::try_from(s.fills_writing.load(Relaxed)).unwrap_or(0));
+        writing.encode(e.encode_descriptor(
+            "sidekick_cache_fills_writing",
+            "Fills whose spans are still being written to the cache store.",
+            None,
+            writing.metric_type(),
+        )?)?;
         let mut up = e.encode_descriptor(
             "sidekick_cache_up",
             "Whether the cache store node is up (1) or down (0).",

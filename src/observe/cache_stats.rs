@@ -39,6 +39,8 @@ pub struct CacheStats {
     /// Block bytes written to the cache store.
     pub fill_bytes: AtomicU64,
     pub fills_dropped: AtomicU64,
+    /// Fills whose writer is still storing spans.
+    pub fills_writing: AtomicU64,
     /// Requests to the cache store that failed.
     pub errors: AtomicU64,
     /// Requests sent to the cache store.
@@ -61,6 +63,7 @@ pub static STATS: CacheStats = CacheStats {
     from_origin: AtomicU64::new(0),
     fill_bytes: AtomicU64::new(0),
     fills_dropped: AtomicU64::new(0),
+    fills_writing: AtomicU64::new(0),
     errors: AtomicU64::new(0),
     store_requests: AtomicU64::new(0),
     claims_won: AtomicU64::new(0),

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::common::boto::{Boto, S3Answer, S3Key};
-use crate::common::cache_store::CacheStore;
+use crate::common::cache_store::{CacheStore, CACHE_WAIT};
 use crate::common::garage::{Garage, REGION};
 use crate::common::*;
 
@@ -590,6 +590,10 @@ fn a_corrupt_or_missing_block_is_read_from_the_origin() {
         }
     };
     read(&corrupt);
+    // The misses above refill in the background: block 3 is deleted once none is
+    // writing, or a refill would put it back.
+    let writing = || r.sk.sample_with("sidekick_cache_fills_writing", "");
+    wait_for("the refills written", CACHE_WAIT, || writing() == Some(0.0));
     r.boto.delete(cache, &r.store.bucket, &stored[3].0);
     read(&deleted);
     assert_eq!(got, want, "(read, status, exact bytes, cut short, X-Cache)");
