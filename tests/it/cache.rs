@@ -38,7 +38,7 @@ impl Real {
         let boto = Boto::start();
         let g = Garage::start(nodes);
         let store = CacheStore::in_garage(&g, "sidekick-cache");
-        let sk = sidekick_for(&g, &store);
+        let sk = Sidekick::start_on_garage(&g, &store, &[]);
         let direct = S3Key {
             endpoint: g.endpoint(0),
             access: g.access_key.clone(),
@@ -64,25 +64,6 @@ impl Real {
     fn get(&self, name: &str, args: serde_json::Value) -> S3Answer {
         self.boto.get(&self.via, &self.g.bucket, name, args)
     }
-}
-
-fn sidekick_for(g: &Garage, store: &CacheStore) -> Sidekick {
-    let port = g.admin_port.to_string();
-    let site = g.site();
-    let sk = Sidekick::start_cached(
-        store,
-        &[
-            "--health-port",
-            &port,
-            "--health-path",
-            "/health",
-            "--health-duration",
-            "500ms",
-            &site,
-        ],
-    );
-    sk.wait_up(g.len());
-    sk
 }
 
 /// The answer is a whole object with exactly `body`, served as `x_cache`.
@@ -255,7 +236,7 @@ fn second_read_hits_with_exact_bytes_also_from_another_sidecar() {
     assert_eq!(a.status, 403, "the cache key reads the origin bucket");
 
     // Another sidecar on the same cache bucket reads it from the cache at once.
-    let other = sidekick_for(&r.g, &r.store);
+    let other = Sidekick::start_on_garage(&r.g, &r.store, &[]);
     let via_other = r.via.at(&format!("http://{}", other.addr));
     // ... by another client process.
     let other_client = Boto::start();

@@ -75,6 +75,14 @@ fn read(sk: &Sidekick, (range, ..): &Ranged) -> Response {
     request(sk.addr, "GET", PATH, &[("Range", range)], b"")
 }
 
+/// `sk` reads every range of `reads`: each its bytes of `body`, served as `x_cache`.
+fn read_all(sk: &Sidekick, reads: &[Ranged], body: &[u8], x_cache: &str, who: &str) {
+    for r in reads {
+        let what = format!("{who} {}", r.0);
+        assert_body(&read(sk, r), 206, &body[r.1..=r.2], x_cache, &what);
+    }
+}
+
 fn filled(reads: &[Ranged]) -> u64 {
     reads.iter().map(|(_, a, z)| (z - a + 1) as u64).sum()
 }
@@ -87,15 +95,7 @@ fn a_parquet_read_by_one_sidecar_is_all_hits_on_another_with_no_body_from_the_or
     let reads = parquet_reads();
     assert_eq!(reads.len(), 14);
 
-    for r in &reads {
-        assert_body(
-            &read(&t.a, r),
-            206,
-            &body[r.1..=r.2],
-            "MISS",
-            &format!("A {}", r.0),
-        );
-    }
+    read_all(&t.a, &reads, &body, "MISS", "A");
     // A range the cache cannot cover goes once, as the client sent it.
     let asked = t.origin.asked_for(PATH);
     assert_eq!(
@@ -115,15 +115,7 @@ fn a_parquet_read_by_one_sidecar_is_all_hits_on_another_with_no_body_from_the_or
     // Every byte A read is stored: the blocks and the pieces at each range's edges.
     t.a.wait_filled(filled(&reads));
 
-    for r in &reads {
-        assert_body(
-            &read(&t.b, r),
-            206,
-            &body[r.1..=r.2],
-            "HIT",
-            &format!("B {}", r.0),
-        );
-    }
+    read_all(&t.b, &reads, &body, "HIT", "B");
     let asked = t.origin.asked_for(PATH);
     let by_b = &asked[reads.len()..];
     assert_eq!(
@@ -156,9 +148,7 @@ fn a_range_read_before_in_parts_with_other_boundaries_hits() {
         range(70_001, 140_000),
         range(140_001, 199_999),
     ];
-    for r in &columns {
-        assert_body(&read(&t.a, r), 206, &body[r.1..=r.2], "MISS", &r.0);
-    }
+    read_all(&t.a, &columns, &body, "MISS", "A");
     t.a.wait_filled(filled(&columns));
     let asked = t.origin.asked_for(PATH).len();
 
@@ -205,8 +195,9 @@ impl Real {
         let boto = Boto::start();
         let g = Garage::start(1);
         let store = CacheStore::in_garage(&g, "real-ranges-cache");
-        let a = garage_sidekick(&g, &store, flags);
-        let b = garage_sidekick(&g, &store, flags);
+        let flags: Vec<&str> = flags.iter().flat_map(|&(f, v)| [f, v]).collect();
+        let a = Sidekick::start_on_garage(&g, &store, &flags);
+        let b = Sidekick::start_on_garage(&g, &store, &flags);
         let direct = S3Key {
             endpoint: g.endpoint(0),
             access: g.access_key.clone(),
@@ -229,31 +220,6 @@ impl Real {
         self.boto
             .get(via, &self.g.bucket, name, json!({"range": range}))
     }
-}
-
-fn garage_sidekick(g: &Garage, store: &CacheStore, flags: &[(&str, &str)]) -> Sidekick {
-    let mut args = store.flags();
-    for (flag, value) in flags {
-        args.extend([flag.to_string(), value.to_string()]);
-    }
-    let port = g.admin_port.to_string();
-    args.extend(
-        [
-            "--health-port",
-            &port,
-            "--health-path",
-            "/health",
-            "--health-duration",
-            "500ms",
-        ]
-        .map(String::from),
-    );
-    args.push(g.site());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let sk = Sidekick::start(&args);
-    sk.wait_cache_ready(&store.bucket);
-    sk.wait_up(g.len());
-    sk
 }
 
 #[track_caller]

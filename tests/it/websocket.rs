@@ -5,12 +5,13 @@
 //! sidekick is out of open files.
 
 use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use crate::common::raw_server::RawServer;
 use crate::common::*;
 use serde_json::Value;
 use tungstenite::client::IntoClientRequest;
@@ -27,7 +28,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 /// sends a first frame in the same write as its 101 on `/early`, and closes the
 /// session itself when it receives the text `close-please`.
 struct Echo {
-    addr: SocketAddr,
+    server: RawServer,
     shared: Arc<EchoShared>,
     https: bool,
 }
@@ -37,9 +38,6 @@ type SeenUpgrade = (String, Vec<(String, String)>);
 
 #[derive(Default)]
 struct EchoShared {
-    stop: AtomicBool,
-    /// A handle on every connection, to cut them all like a crash.
-    conns: Mutex<Vec<TcpStream>>,
     /// Path and headers of each upgrade request.
     handshakes: Mutex<Vec<SeenUpgrade>>,
     /// Sessions that ended with a completed close handshake, and in any way.
@@ -57,26 +55,12 @@ impl Echo {
     }
 
     fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Echo {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(EchoShared::default());
         let https = tls.is_some();
         let s = shared.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    s.conns.lock().unwrap().push(c);
-                }
-                let (s, tls) = (s.clone(), tls.clone());
-                thread::spawn(move || serve_echo(conn, tls, &s));
-            }
-        });
+        let server = RawServer::on_free_port(move |conn| serve_echo(conn, tls.clone(), &s));
         Echo {
-            addr,
+            server,
             shared,
             https,
         }
@@ -84,17 +68,12 @@ impl Echo {
 
     fn url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
-        format!("{scheme}://{}", self.addr)
+        format!("{scheme}://{}", self.server.addr)
     }
 
     /// Closes the listener and cuts every connection, like a crashed process.
     fn kill(&self) {
-        if !self.shared.stop.swap(true, SeqCst) {
-            let _ = TcpStream::connect(self.addr); // wakes the accept loop
-        }
-        for c in self.shared.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.server.kill();
     }
 
     fn handshakes(&self) -> Vec<SeenUpgrade> {
@@ -107,12 +86,6 @@ impl Echo {
 
     fn ended(&self) -> usize {
         self.shared.ended.load(SeqCst)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -618,7 +591,7 @@ fn an_upgrade_that_cannot_connect_is_retried_on_another_backend() {
     // (its health is answered elsewhere).
     idle.kill();
     wait_for("the dead backend's port closed", LIMIT, || {
-        TcpStream::connect(idle.addr).is_err()
+        TcpStream::connect(idle.server.addr).is_err()
     });
     let mut second = open(&sk, "/second");
     echo(&mut second, Message::text("retried"));

@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use super::raw_server::RawServer;
 use super::*;
 
 /// What a backend received: the request line and headers exactly as sent, and the
@@ -45,8 +45,6 @@ pub(crate) struct Shared {
     pub(crate) health_checks: AtomicUsize,
     pub(crate) failed_checks: AtomicUsize,
     pub(crate) seen: Mutex<Vec<Seen>>,
-    /// The connections open now, by accept order, for `kill` to cut.
-    pub(crate) conns: Mutex<HashMap<usize, TcpStream>>,
     /// Requests to /hold wait until this is true.
     pub(crate) release: (Mutex<bool>, Condvar),
     pub(crate) held: AtomicUsize,
@@ -66,7 +64,8 @@ pub struct Backend {
     pub name: String,
     pub addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<Arc<AtomicBool>>,
+    /// None while killed.
+    server: Option<RawServer>,
     /// Serves HTTPS with this config.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -101,7 +100,7 @@ impl Backend {
             name: name.to_string(),
             addr,
             shared,
-            stop: None,
+            server: None,
             tls,
         };
         b.restart();
@@ -115,44 +114,20 @@ impl Backend {
 
     /// (Re)binds the port and serves until `kill`.
     pub fn restart(&mut self) {
-        let listener = TcpListener::bind(self.addr).expect("bind backend");
-        self.addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        self.stop = Some(stop.clone());
         let shared = self.shared.clone();
         let name = self.name.clone();
         let tls = self.tls.clone();
-        thread::spawn(move || {
-            for (key, conn) in listener.incoming().enumerate() {
-                if stop.load(SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    shared.conns.lock().unwrap().insert(key, c);
-                }
-                let (shared, name, tls) = (shared.clone(), name.clone(), tls.clone());
-                thread::spawn(move || {
-                    match tls {
-                        Some(config) => tls::serve(conn, config, &shared, &name),
-                        None => serve(conn, &shared, &name),
-                    }
-                    // Closed: a long test must not run out of files.
-                    shared.conns.lock().unwrap().remove(&key);
-                });
-            }
+        let server = RawServer::start(self.addr, move |conn| match tls.clone() {
+            Some(config) => tls::serve(conn, config, &shared, &name),
+            None => serve(conn, &shared, &name),
         });
+        self.addr = server.addr;
+        self.server = Some(server);
     }
 
     /// Closes the listener and every open connection, like a crashed process.
     pub fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.store(true, SeqCst);
-            let _ = TcpStream::connect(self.addr); // wakes the accept loop
-        }
-        for (_, c) in self.shared.conns.lock().unwrap().drain() {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.server = None;
     }
 
     /// Readiness follows whether `target` accepts connections (a readiness

@@ -1,5 +1,6 @@
 //! The S3 shared cache's store for the tests: a bucket in a Garage cluster with a
-//! key of its own, the `--cache-*` flags that point sidekick at it, and waiting on
+//! key of its own, the `--cache-*` flags that point sidekick at it (or at a raw
+//! store), sidekick started on it with Garage as the origin too, and waiting on
 //! sidekick's cache (readiness, fills) by its log and metrics.
 
 use std::time::Duration;
@@ -40,29 +41,17 @@ impl CacheStore {
 
     /// The flags that turn the cache on with this store, for small test objects.
     pub fn flags(&self) -> Vec<String> {
-        [
-            "--cache-endpoint",
+        store_flags(
             &self.site,
-            "--cache-bucket",
             &self.bucket,
-            "--cache-access-key",
-            &self.key.access,
-            "--cache-secret-key",
-            &self.key.secret,
-            "--cache-region",
-            REGION,
-            "--cache-health-port",
-            &self.admin_port.to_string(),
-            "--cache-health-path",
-            "/health",
-            "--cache-min-size",
-            "0",
-            "--cache-block-size",
-            "64KiB",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            (&self.key.access, &self.key.secret),
+            &[
+                "--cache-region",
+                REGION,
+                "--cache-health-port",
+                &self.admin_port.to_string(),
+            ],
+        )
     }
 
     /// The objects under `prefix` (`meta/`, `blocks/`) in the bucket.
@@ -80,6 +69,32 @@ impl CacheStore {
     }
 }
 
+/// The `--cache-*` flags that point sidekick at the store at `endpoint` with `key`
+/// (access, secret) for small test objects (every size cached, 64 KiB blocks,
+/// readiness on `/health`), and `more`.
+pub fn store_flags(endpoint: &str, bucket: &str, key: (&str, &str), more: &[&str]) -> Vec<String> {
+    [
+        "--cache-endpoint",
+        endpoint,
+        "--cache-bucket",
+        bucket,
+        "--cache-access-key",
+        key.0,
+        "--cache-secret-key",
+        key.1,
+        "--cache-health-path",
+        "/health",
+        "--cache-min-size",
+        "0",
+        "--cache-block-size",
+        "64KiB",
+    ]
+    .iter()
+    .chain(more)
+    .map(|s| s.to_string())
+    .collect()
+}
+
 impl Sidekick {
     /// Starts sidekick with the cache on `store` and `args` (the origin site
     /// last), and waits until its start check has found the bucket usable.
@@ -89,6 +104,27 @@ impl Sidekick {
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
         let sk = Sidekick::start(&all);
         sk.wait_cache_ready(&store.bucket);
+        sk
+    }
+
+    /// Starts sidekick with the cache on `store`, the flags `more`, and `g`'s nodes as
+    /// the origin's site (each node's admin `/health` its readiness), and waits until
+    /// the bucket is usable and every node is up.
+    pub fn start_on_garage(g: &Garage, store: &CacheStore, more: &[&str]) -> Sidekick {
+        let port = g.admin_port.to_string();
+        let site = g.site();
+        let mut args = more.to_vec();
+        args.extend([
+            "--health-port",
+            &port,
+            "--health-path",
+            "/health",
+            "--health-duration",
+            "500ms",
+            &site,
+        ]);
+        let sk = Sidekick::start_cached(store, &args);
+        sk.wait_up(g.len());
         sk
     }
 

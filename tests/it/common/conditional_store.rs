@@ -4,13 +4,13 @@
 //! counts the conditional PUTs it refused.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::thread;
 
-use super::read_head;
+use super::cache_store::store_flags;
+use super::raw_server::{no_body, serve_requests, RawServer, Request};
 
 #[derive(Default)]
 struct State {
@@ -18,60 +18,38 @@ struct State {
     objects: Mutex<HashMap<String, (Vec<u8>, String)>>,
     versions: AtomicU64,
     refused: AtomicU64,
-    conns: Mutex<Vec<TcpStream>>,
-    stop: AtomicBool,
 }
 
+/// Killed (listener and connections) on drop.
 pub struct ConditionalStore {
     pub addr: SocketAddr,
     state: Arc<State>,
+    _server: RawServer,
 }
 
 impl ConditionalStore {
     pub fn start() -> ConditionalStore {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind store");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
         let s = state.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    s.conns.lock().unwrap().push(c);
-                }
-                let s = s.clone();
-                thread::spawn(move || serve(conn, &s));
-            }
+        let server = RawServer::on_free_port(move |conn| {
+            serve_requests(conn, |req, w| answer(req, w, &s).map(|()| true))
         });
-        ConditionalStore { addr, state }
+        ConditionalStore {
+            addr: server.addr,
+            state,
+            _server: server,
+        }
     }
 
     /// The `--cache-*` flags that point sidekick at this store, small blocks.
     pub fn flags(&self, bucket: &str) -> Vec<String> {
-        [
-            "--cache-endpoint",
-            &format!("http://{}", self.addr),
-            "--cache-bucket",
+        let endpoint = format!("http://{}", self.addr);
+        store_flags(
+            &endpoint,
             bucket,
-            "--cache-access-key",
-            "GKconditional",
-            "--cache-secret-key",
-            "secret",
-            "--cache-region",
-            "us-east-1",
-            "--cache-health-path",
-            "/health",
-            "--cache-min-size",
-            "0",
-            "--cache-block-size",
-            "64KiB",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+            ("GKconditional", "secret"),
+            &["--cache-region", "us-east-1"],
+        )
     }
 
     /// Conditional PUTs answered `412`.
@@ -91,64 +69,27 @@ impl ConditionalStore {
     }
 }
 
-impl Drop for ConditionalStore {
-    fn drop(&mut self) {
-        self.state.stop.store(true, SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn serve(conn: TcpStream, state: &State) {
-    let Ok(w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(conn);
-    let mut w = BufWriter::new(w);
-    while serve_one(&mut r, &mut w, state).is_ok() {
-        if w.flush().is_err() {
-            break;
-        }
-    }
-    let _ = w.get_ref().shutdown(Shutdown::Both);
-}
-
-fn serve_one(
-    r: &mut BufReader<TcpStream>,
-    w: &mut BufWriter<TcpStream>,
-    state: &State,
-) -> std::io::Result<()> {
-    let (start, headers) = read_head(r)?;
-    let mut parts = start.splitn(3, ' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("");
-    let path = target.split('?').next().unwrap_or("").to_string();
-    let get = |n: &str| headers.iter().find(|(h, _)| h == n).map(|(_, v)| v.clone());
-    let mut body = Vec::new();
-    if let Some(len) = get("content-length").and_then(|v| v.parse::<u64>().ok()) {
-        r.by_ref().take(len).read_to_end(&mut body)?;
-    }
+fn answer(req: Request, w: &mut BufWriter<TcpStream>, state: &State) -> std::io::Result<()> {
+    let path = req.path().to_string();
     if path == "/health" {
-        return write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        return no_body(w, "200 OK");
     }
+    let method = req.method.as_str();
     let mut objects = state.objects.lock().unwrap();
-    match method.as_str() {
+    match method {
         "PUT" => {
             let current = objects.get(&path).map(|(_, etag)| etag.clone());
-            let refused = match (get("if-none-match"), get("if-match")) {
-                (Some(v), _) if v == "*" => current.is_some(),
-                (_, Some(want)) => current.as_deref() != Some(want.as_str()),
+            let refused = match (req.header("if-none-match"), req.header("if-match")) {
+                (Some("*"), _) => current.is_some(),
+                (_, Some(want)) => current.as_deref() != Some(want),
                 _ => false,
             };
             if refused {
                 state.refused.fetch_add(1, SeqCst);
-                return write!(
-                    w,
-                    "HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n"
-                );
+                return no_body(w, "412 Precondition Failed");
             }
             let etag = format!("\"v{}\"", state.versions.fetch_add(1, SeqCst));
-            objects.insert(path, (body, etag.clone()));
+            objects.insert(path, (req.body, etag.clone()));
             write!(
                 w,
                 "HTTP/1.1 200 OK\r\nETag: {etag}\r\nContent-Length: 0\r\n\r\n"
@@ -166,11 +107,8 @@ fn serve_one(
                 }
                 Ok(())
             }
-            None => write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+            None => no_body(w, "404 Not Found"),
         },
-        _ => write!(
-            w,
-            "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
-        ),
+        _ => no_body(w, "405 Method Not Allowed"),
     }
 }

@@ -5,14 +5,14 @@
 //! (`/health`) always pass. Killed (listener and connections) on drop.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::read_head;
+use super::cache_store::store_flags;
+use super::raw_server::{no_body, serve_requests, RawServer, Request};
 
 pub const BUCKET: &str = "hostile-cache";
 
@@ -46,41 +46,30 @@ struct State {
     objects: Mutex<HashMap<String, Vec<u8>>>,
     asked: Mutex<Vec<Asked>>,
     trick: Mutex<Trick>,
-    conns: Mutex<Vec<TcpStream>>,
-    stop: AtomicBool,
 }
 
 pub struct HostileStore {
     pub addr: SocketAddr,
     state: Arc<State>,
+    _server: RawServer,
 }
 
 impl HostileStore {
     pub fn start() -> HostileStore {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the cache store");
-        let addr = listener.local_addr().unwrap();
         let state = Arc::new(State {
             objects: Mutex::default(),
             asked: Mutex::default(),
             trick: Mutex::new(Trick::Honest),
-            conns: Mutex::default(),
-            stop: AtomicBool::new(false),
         });
         let shared = state.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if shared.stop.load(SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    shared.conns.lock().unwrap().push(c);
-                }
-                let shared = shared.clone();
-                thread::spawn(move || serve(conn, &shared));
-            }
+        let server = RawServer::on_free_port(move |conn| {
+            serve_requests(conn, |req, w| answer(req, w, &shared))
         });
-        HostileStore { addr, state }
+        HostileStore {
+            addr: server.addr,
+            state,
+            _server: server,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -89,25 +78,7 @@ impl HostileStore {
 
     /// The `--cache-*` flags that point sidekick here, for small test objects.
     pub fn flags(&self) -> Vec<String> {
-        [
-            "--cache-endpoint",
-            &self.url(),
-            "--cache-bucket",
-            BUCKET,
-            "--cache-access-key",
-            "hostile",
-            "--cache-secret-key",
-            "hostile-secret",
-            "--cache-health-path",
-            "/health",
-            "--cache-min-size",
-            "0",
-            "--cache-block-size",
-            "64KiB",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+        store_flags(&self.url(), BUCKET, ("hostile", "hostile-secret"), &[])
     }
 
     pub fn trick(&self, trick: Trick) {
@@ -128,52 +99,14 @@ impl HostileStore {
     }
 }
 
-impl Drop for HostileStore {
-    fn drop(&mut self) {
-        self.state.stop.store(true, SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the accept loop
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-fn serve(conn: TcpStream, state: &State) {
-    let Ok(w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(conn);
-    let mut w = BufWriter::new(w);
-    while let Ok(true) = serve_one(&mut r, &mut w, state) {
-        if w.flush().is_err() {
-            break;
-        }
-    }
-    let _ = w.flush();
-    let _ = w.get_ref().shutdown(Shutdown::Both);
-}
-
 /// Answers one request; `Ok(false)` when the connection is to close after it.
-fn serve_one(
-    r: &mut BufReader<TcpStream>,
-    w: &mut BufWriter<TcpStream>,
-    state: &State,
-) -> std::io::Result<bool> {
-    let (start, headers) = read_head(r)?;
-    let mut parts = start.splitn(3, ' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("");
-    let path = target.split('?').next().unwrap_or("");
-    let mut body = Vec::new();
-    let length = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<u64>().ok());
-    if let Some(len) = length {
-        r.by_ref().take(len).read_to_end(&mut body)?;
-    }
+fn answer(req: Request, w: &mut BufWriter<TcpStream>, state: &State) -> std::io::Result<bool> {
+    let path = req.path();
     if path == "/health" {
-        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?;
+        no_body(w, "200 OK")?;
         return Ok(true);
     }
+    let method = req.method.as_str();
     let key = path
         .strip_prefix(&format!("/{BUCKET}/"))
         .unwrap_or(path)
@@ -181,7 +114,7 @@ fn serve_one(
     let trick = state.trick.lock().unwrap().clone();
     let record = |status: u16| {
         state.asked.lock().unwrap().push(Asked {
-            method: method.clone(),
+            method: method.to_string(),
             key: key.clone(),
             status,
         })
@@ -189,15 +122,12 @@ fn serve_one(
     let block = key.starts_with("blocks/");
     if method == "PUT" {
         if block && matches!(trick, Trick::RefusedBlockPuts) {
-            write!(
-                w,
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
-            )?;
+            no_body(w, "500 Internal Server Error")?;
             w.flush()?;
             record(500);
             return Ok(true);
         }
-        state.objects.lock().unwrap().insert(key.clone(), body);
+        state.objects.lock().unwrap().insert(key.clone(), req.body);
         write!(
             w,
             "HTTP/1.1 200 OK\r\nETag: \"put\"\r\nContent-Length: 0\r\n\r\n"
@@ -208,7 +138,7 @@ fn serve_one(
     }
     let stored = state.objects.lock().unwrap().get(&key).cloned();
     let Some(mut data) = stored else {
-        write!(w, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+        no_body(w, "404 Not Found")?;
         record(404);
         return Ok(true);
     };
@@ -252,13 +182,10 @@ fn serve_one(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
                 data.len()
             )?;
-            // Until sidekick gives up on it (a write fails) or the store is dropped.
+            // Until sidekick gives up on it or the store is dropped (a write fails).
             for byte in &data {
                 w.write_all(std::slice::from_ref(byte))?;
                 w.flush()?;
-                if state.stop.load(SeqCst) {
-                    break;
-                }
                 thread::sleep(Duration::from_millis(20));
             }
             return Ok(false);

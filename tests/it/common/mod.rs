@@ -2,7 +2,8 @@
 //! what reaches them, a raw client that sees exactly what sidekick sends back, TLS
 //! material, a Garage S3 cluster, an S3-like raw origin, boto3 as a helper process,
 //! the cache store of the S3 shared cache, a raw one with conditional writes and a
-//! raw one that lies. Tests `use common::*`.
+//! raw one that lies (these raw servers share one accept and request loop). Tests
+//! `use common::*`.
 #![allow(dead_code)]
 
 mod backend;
@@ -15,6 +16,7 @@ pub mod hostile_store;
 pub mod origin;
 mod pattern;
 mod process;
+pub mod raw_server;
 mod scrape;
 pub mod tls;
 mod tools;

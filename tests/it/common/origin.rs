@@ -3,14 +3,14 @@
 //! test asks), and every request recorded with the answer it got.
 
 use std::collections::HashMap;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use super::read_head;
+use super::raw_server::{no_body, serve_requests, RawServer, Request};
 
 /// One object version as the origin serves it.
 #[derive(Clone, Debug)]
@@ -86,7 +86,6 @@ struct State {
     ignore_inm: AtomicBool,
     /// Pause after each 16 KiB of body, in microseconds (0: none): paces traffic.
     pace_us: AtomicU64,
-    conns: Mutex<Vec<TcpStream>>,
     requests: AtomicUsize,
 }
 
@@ -94,7 +93,8 @@ struct State {
 pub struct Origin {
     pub addr: SocketAddr,
     state: Arc<State>,
-    stop: Option<Arc<AtomicBool>>,
+    /// None while killed.
+    server: Option<RawServer>,
 }
 
 impl Origin {
@@ -102,7 +102,7 @@ impl Origin {
         let mut o = Origin {
             addr: "127.0.0.1:0".parse().unwrap(),
             state: Arc::default(),
-            stop: None,
+            server: None,
         };
         o.restart();
         o
@@ -150,84 +150,33 @@ impl Origin {
 
     /// (Re)binds the port and serves until `kill`.
     pub fn restart(&mut self) {
-        let listener = TcpListener::bind(self.addr).expect("bind origin");
-        self.addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        self.stop = Some(stop.clone());
         let state = self.state.clone();
-        thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop.load(SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                if let Ok(c) = conn.try_clone() {
-                    state.conns.lock().unwrap().push(c);
-                }
-                let state = state.clone();
-                thread::spawn(move || serve(conn, &state));
-            }
+        let server = RawServer::start(self.addr, move |conn| {
+            serve_requests(conn, |req, w| answer(req, w, &state))
         });
+        self.addr = server.addr;
+        self.server = Some(server);
     }
 
     /// Closes the listener and every connection, like a crashed server.
     pub fn kill(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.store(true, SeqCst);
-            let _ = TcpStream::connect(self.addr); // wakes the accept loop
-        }
-        for c in self.state.conns.lock().unwrap().drain(..) {
-            let _ = c.shutdown(Shutdown::Both);
-        }
+        self.server = None;
     }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn serve(conn: TcpStream, state: &State) {
-    let Ok(w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(conn);
-    let mut w = BufWriter::with_capacity(1 << 16, w);
-    while let Ok(keep) = serve_one(&mut r, &mut w, state) {
-        if w.flush().is_err() || !keep {
-            break;
-        }
-    }
-    let _ = w.get_ref().shutdown(Shutdown::Both);
 }
 
 /// Answers one request; `Ok(false)` when the connection is to close after it.
-fn serve_one(
-    r: &mut BufReader<TcpStream>,
-    w: &mut BufWriter<TcpStream>,
-    state: &State,
-) -> std::io::Result<bool> {
-    let (start, headers) = read_head(r)?;
-    let mut parts = start.splitn(3, ' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let get = |n: &str| {
-        headers
-            .iter()
-            .find(|(h, _)| h == n)
-            .map(|(_, v)| v.as_str())
-    };
+fn answer(req: Request, w: &mut BufWriter<TcpStream>, state: &State) -> std::io::Result<bool> {
+    let get = |n: &str| req.header(n);
     let keep = !get("connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-    // Request bodies (PUT) are read and dropped.
-    if let Some(len) = get("content-length").and_then(|v| v.parse::<u64>().ok()) {
-        std::io::copy(&mut r.by_ref().take(len), &mut std::io::sink())?;
-    }
-    let path = target.split('?').next().unwrap_or("").to_string();
+    // Request bodies (PUT) are dropped.
+    let (method, target, headers) = (&req.method, &req.target, &req.headers);
+    let path = req.path();
     if path.starts_with("/health/ready") || path.starts_with("/minio/health") {
-        write!(w, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")?;
+        no_body(w, "200 OK")?;
         return Ok(keep);
     }
     let n = state.requests.fetch_add(1, SeqCst);
-    let object = state.objects.lock().unwrap().get(&path).cloned();
+    let object = state.objects.lock().unwrap().get(path).cloned();
     let record = |status: u16, body_len: u64| {
         state.asked.lock().unwrap().push(Asked {
             method: method.clone(),
