@@ -28,19 +28,11 @@ impl ClientAddr {
     }
 
     /// The address sent for the client on a backend connection whose local address
-    /// is `local`, written into `buf`.
-    pub fn sent<'b>(&'b self, local: Option<IpAddr>, buf: &'b mut [u8; 46]) -> &'b [u8] {
-        let Some(ip) = local.filter(|_| self.this_host) else {
-            return self.value.as_bytes();
-        };
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        // 45 bytes hold the longest IPv6 text.
-        match std::io::Write::write_fmt(&mut cursor, format_args!("{ip}")) {
-            Ok(()) => {
-                let len = cursor.position() as usize;
-                &buf[..len]
-            }
-            Err(_) => self.value.as_bytes(),
+    /// is `local` (as text, written once per connection).
+    pub fn sent<'b>(&'b self, local: Option<&'b str>) -> &'b [u8] {
+        match local.filter(|_| self.this_host) {
+            Some(local) => local.as_bytes(),
+            None => self.value.as_bytes(),
         }
     }
 }

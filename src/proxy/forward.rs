@@ -105,7 +105,7 @@ impl Attempt for Http<'_, '_> {
             framing: self.body.framing(),
             extra: self.extra,
         };
-        let head = |local| headers::request_head(ex.req.headers(), &target, local);
+        let head = |local: Option<&str>| headers::request_head(ex.req.headers(), &target, local);
         let exchange = ex.worker.upstream.exchange(
             backend,
             head,

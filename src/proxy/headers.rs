@@ -10,7 +10,6 @@
 //! addresses go as they are; `--forward-loopback-addr` sends loopback ones as well.
 
 use std::fmt::Write;
-use std::net::IpAddr;
 
 use actix_web::http::header::{HeaderMap, HeaderName, CONNECTION, CONTENT_LENGTH, EXPECT, HOST};
 use actix_web::http::Method;
@@ -43,7 +42,7 @@ pub struct Target<'a> {
 /// The HTTP/1.1 request head for the backend, on a connection whose local address is
 /// `local`. Content-Length and Transfer-Encoding come from the body sidekick sends;
 /// Expect was answered by sidekick, which sent the client its 100 Continue already.
-pub fn request_head(headers: &HeaderMap, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
+pub fn request_head(headers: &HeaderMap, target: &Target<'_>, local: Option<&str>) -> BytesMut {
     let mut out = BytesMut::with_capacity(256 + 64 * headers.len());
     out.extend_from_slice(target.method.as_str().as_bytes());
     out.extend_from_slice(b" ");
@@ -66,8 +65,7 @@ pub fn request_head(headers: &HeaderMap, target: &Target<'_>, local: Option<IpAd
         line(&mut out, name.as_str(), value.as_bytes());
     }
     if let Some(client) = target.peer {
-        let mut buf = [0; 46];
-        let ip = client.sent(local, &mut buf);
+        let ip = client.sent(local);
         // The client's chain (all its X-Forwarded-For lines, in order) plus its address.
         out.extend_from_slice(b"x-forwarded-for: ");
         for value in headers.get_all(&X_FORWARDED_FOR) {
@@ -155,7 +153,7 @@ mod tests {
             framing,
             extra: None,
         };
-        let local = "192.0.2.7".parse().ok();
+        let local = Some("192.0.2.7");
         String::from_utf8(request_head(headers, &target, local).to_vec()).unwrap()
     }
 
@@ -177,7 +175,6 @@ mod tests {
             X_FORWARDED_FOR.clone(),
             HeaderValue::from_static("203.0.113.9"),
         );
-        let local = local.map(|l| l.parse().unwrap());
         let out = String::from_utf8(request_head(&h, &target, local).to_vec()).unwrap();
         let find = |name: &str| {
             out.lines()
@@ -199,12 +196,6 @@ mod tests {
         assert_eq!(
             sent("::ffff:127.0.0.1", Some("10.1.1.1")),
             chain("10.1.1.1")
-        );
-        // The longest IPv6 text fits.
-        let long = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255";
-        assert_eq!(
-            sent("::1", Some(long)).1,
-            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
         );
         // No local address known: the client's own.
         assert_eq!(sent("127.0.0.1", None), chain("127.0.0.1"));

@@ -12,7 +12,6 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -142,14 +141,14 @@ impl Attempt for Handshake<'_> {
             framing: Framing::None,
             extra: None,
         };
-        let head = |local| request_head(self.req, &target, local);
+        let head = |local: Option<&str>| request_head(self.req, &target, local);
         Ok(self.upstream.upgrade(backend, head).await?)
     }
 }
 
 /// The usual request head, plus the two headers it drops as hop-by-hop that an
 /// upgrade must carry: `Connection: upgrade` and the client's `Upgrade`.
-fn request_head(req: &HttpRequest, target: &Target<'_>, local: Option<IpAddr>) -> BytesMut {
+fn request_head(req: &HttpRequest, target: &Target<'_>, local: Option<&str>) -> BytesMut {
     let mut head = headers::request_head(req.headers(), target, local);
     // Reopen the head before its blank line.
     head.truncate(head.len() - 2);

@@ -26,8 +26,9 @@ pub enum Io {
 
 pub struct Conn {
     pub io: Io,
-    /// This host's address on the connection: what the backend sees as its peer.
-    pub local: Option<IpAddr>,
+    /// This host's address on the connection (what the backend sees as its peer),
+    /// as text: written into every request head on it, formatted once.
+    pub local: Option<Box<str>>,
     /// Read from the backend, not yet consumed.
     pub buf: BytesMut,
     pub opened: Instant,
@@ -87,7 +88,10 @@ impl Conn {
             .map_err(Error::Connect)?;
         // Heads and bodies are written whole: Nagle would only delay them.
         tcp.set_nodelay(true).map_err(Error::Connect)?;
-        let local = tcp.local_addr().ok().map(|a| a.ip().to_canonical());
+        let local = tcp
+            .local_addr()
+            .ok()
+            .map(|a| a.ip().to_canonical().to_string().into_boxed_str());
         let io = match tls {
             _ if !dest.https => Io::Plain(tcp),
             None => return Err(Error::Tls(io::Error::other("no TLS client configuration"))),

@@ -15,7 +15,6 @@ pub mod upgrade;
 
 use std::future::poll_fn;
 use std::io::ErrorKind::WriteZero;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
@@ -105,7 +104,7 @@ impl Upstream {
     pub async fn exchange<P: Peer + ?Sized, H: AsRef<[u8]>>(
         &self,
         backend: &P,
-        head: impl Fn(Option<IpAddr>) -> H,
+        head: impl Fn(Option<&str>) -> H,
         body: &mut Body,
         head_request: bool,
         retry_stale: bool,
@@ -123,7 +122,7 @@ impl Upstream {
                     false,
                 ),
             };
-            let head = head(conn.local);
+            let head = head(conn.local.as_deref());
             match self
                 .round_trip(&mut conn, backend, head.as_ref(), body, head_request)
                 .await

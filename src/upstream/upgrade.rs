@@ -2,8 +2,6 @@
 //! its own, and a `101 Switching Protocols` hands that connection over, split into
 //! its two directions. Any other answer is an ordinary response.
 
-use std::net::IpAddr;
-
 use actix_web::http::StatusCode;
 use bytes::BytesMut;
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
@@ -43,11 +41,11 @@ impl Upstream {
     pub async fn upgrade<P: Peer + ?Sized, H: AsRef<[u8]>>(
         &self,
         backend: &P,
-        head: impl FnOnce(Option<IpAddr>) -> H,
+        head: impl FnOnce(Option<&str>) -> H,
     ) -> Result<Upgraded, Error> {
         let mut conn =
             Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?;
-        let head = head(conn.local);
+        let head = head(conn.local.as_deref());
         let exchange = async {
             conn.io
                 .write_all(head.as_ref())
