@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::cache_wire::{assert_body, SIZE};
 use crate::common::cache_store::CACHE_WAIT;
-use crate::common::hostile_store::{HostileStore, Trick, BUCKET};
+use crate::common::hostile_store::{Gate, HostileStore, Trick, BUCKET};
 use crate::common::origin::{Object, Origin};
 use crate::common::*;
 
@@ -24,9 +24,14 @@ struct Hostile {
 
 impl Hostile {
     fn start() -> Hostile {
+        Hostile::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Hostile {
         let origin = Origin::start();
         let store = HostileStore::start();
         let mut args = store.flags();
+        args.extend(extra.iter().map(|a| a.to_string()));
         // Nothing remembered: every read looks its metadata up in the store.
         args.extend(["--cache-remember", "0", "--health-duration", "500ms"].map(String::from));
         args.push(origin.url());
@@ -203,5 +208,29 @@ fn a_fill_the_store_refuses_is_dropped_once() {
         h.sk.cache_metric("sidekick_cache_errors_total", ""),
         1.0,
         "failed cache store requests"
+    );
+}
+
+/// While the store is read for a cached version, the origin answers with another
+/// one: that answer goes to the client at once, whatever the store does (here it
+/// answers nothing until the client has its bytes).
+#[test]
+fn a_silent_store_holds_back_no_answer_of_the_origin() {
+    // Backends' response deadline far beyond the client's: only the cache's own
+    // bounds can free a reader the store keeps waiting.
+    let h = Hostile::start_with(&["--response-timeout", "1h"]);
+    h.cached("/bkt/silent", "s1", &bytes(SIZE, 73));
+    let gate = Gate::default();
+    h.store.trick(Trick::SilentBlocks(gate.clone()));
+    let new = bytes(SIZE, 74);
+    h.origin.put("/bkt/silent", Object::new(new.clone(), "s2"));
+    let res = h.get("/bkt/silent");
+    gate.open();
+    assert_body(
+        &res,
+        200,
+        &new,
+        "MISS",
+        "another version while the store is silent",
     );
 }

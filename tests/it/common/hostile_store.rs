@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -31,6 +31,26 @@ pub enum Trick {
     DrippedBlocks,
     /// PUTs of blocks are answered 500.
     RefusedBlockPuts,
+    /// GETs of blocks get no answer until the gate opens (then the connection closes).
+    SilentBlocks(Gate),
+}
+
+/// Holds what waits on it until `open`.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut open = self.0 .0.lock().unwrap();
+        while !*open {
+            open = self.0 .1.wait(open).unwrap();
+        }
+    }
 }
 
 /// An object request the store received and its answer's status.
@@ -174,6 +194,10 @@ fn answer(req: Request, w: &mut BufWriter<TcpStream>, state: &State) -> std::io:
                 data.len()
             )?;
             w.write_all(&data[..data.len() / 2])?;
+            return Ok(false);
+        }
+        Trick::SilentBlocks(gate) if block => {
+            gate.wait();
             return Ok(false);
         }
         Trick::DrippedBlocks if block => {
