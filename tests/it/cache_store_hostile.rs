@@ -234,3 +234,25 @@ fn a_silent_store_holds_back_no_answer_of_the_origin() {
         "another version while the store is silent",
     );
 }
+
+/// A store too busy for a moment (a 503, as S3's SlowDown or Garage's locked
+/// database) costs a fill nothing: the block is written again.
+#[test]
+fn a_busy_store_keeps_the_fill() {
+    let h = Hostile::start();
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+    h.store.trick(Trick::BusyBlockPuts(left.clone()));
+    let body = bytes(SIZE, 75);
+    h.origin.put("/bkt/busy", Object::new(body.clone(), "b1"));
+    assert_body(
+        &h.get("/bkt/busy"),
+        200,
+        &body,
+        "MISS",
+        "the read that fills",
+    );
+    h.sk.wait_filled(SIZE as u64);
+    let busy = h.store.asked().iter().filter(|a| a.status == 503).count();
+    assert_eq!(busy, 2, "503s answered");
+    assert_body(&h.get("/bkt/busy"), 200, &body, "HIT", "the read after");
+}

@@ -159,8 +159,17 @@ impl Sidekick {
     /// Waits until fills have written `total` bytes (since start), and checks that
     /// they did not write more.
     pub fn wait_filled(&self, total: u64) {
-        wait_for(&format!("{total} bytes filled"), CACHE_WAIT, || {
-            self.fill_bytes() >= total
+        wait_until(&format!("{total} bytes filled"), CACHE_WAIT, || {
+            let filled = self.fill_bytes();
+            let dropped = self.cache_metric("sidekick_cache_fills_dropped_total", "");
+            // A dropped fill never gets there: say so at once.
+            assert!(
+                dropped == 0.0,
+                "{dropped} fills dropped, {filled} bytes filled"
+            );
+            (filled >= total)
+                .then_some(())
+                .ok_or(format!("{filled} bytes filled"))
         });
         assert_eq!(self.fill_bytes(), total, "fill bytes");
     }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -31,6 +32,9 @@ pub enum Trick {
     DrippedBlocks,
     /// PUTs of blocks are answered 500.
     RefusedBlockPuts,
+    /// The next this many PUTs of blocks are answered 503 (a busy store), then
+    /// the store is honest again.
+    BusyBlockPuts(Arc<std::sync::atomic::AtomicUsize>),
     /// GETs of blocks get no answer until the gate opens (then the connection closes).
     SilentBlocks(Gate),
 }
@@ -141,6 +145,18 @@ fn answer(req: Request, w: &mut BufWriter<TcpStream>, state: &State) -> std::io:
     };
     let block = key.starts_with("blocks/");
     if method == "PUT" {
+        if let Trick::BusyBlockPuts(left) = &trick {
+            let busy = block
+                && left
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if busy {
+                no_body(w, "503 Service Unavailable")?;
+                w.flush()?;
+                record(503);
+                return Ok(true);
+            }
+        }
         if block && matches!(trick, Trick::RefusedBlockPuts) {
             no_body(w, "500 Internal Server Error")?;
             w.flush()?;
