@@ -22,7 +22,6 @@ bundled-libs,sqlite) and boto3.
 import argparse
 import hashlib
 import http.client
-import os
 import random
 import shutil
 import statistics
@@ -35,7 +34,7 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness.garage import Garage, http_ok, metric, wait_until  # noqa: E402
+from harness.garage import Garage, fills_written, http_ok, metric, wait_until  # noqa: E402
 from harness.processes import Processes, free_port, status_kib  # noqa: E402
 from harness.relay import Relay  # noqa: E402
 
@@ -156,17 +155,6 @@ class Bench:
     def sums(self, fleet, name):
         return sum(metric(port, name) for _, port in fleet)
 
-    def settled(self, fleet):
-        """Waits until no sidekick's fill writes any more."""
-        last = -1.0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            now = self.sums(fleet, "sidekick_cache_fill_bytes_total")
-            if now == last:
-                return
-            last = now
-            time.sleep(0.5)
-
     def round(self, n, size_mib, cold_target):
         size = size_mib * MIB
         key = f"fleet-{n}-{time.monotonic_ns()}"
@@ -185,7 +173,7 @@ class Bench:
             outcomes0 = {r: self.sums(fleet, f'sidekick_cache_requests_total{{result="{r}"}}')
                          for r in ("hit", "miss", "error")}
             seconds, wrong = self.read_all(fleet, key, blob)
-            self.settled(fleet)
+            fills_written([port for _, port in fleet])
             sent = (self.relay.bytes_sent() - relay0) / size
             body = (self.sums(fleet, 'sidekick_cache_bytes_total{source="origin"}')
                     - body0) / size

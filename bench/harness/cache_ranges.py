@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from .garage import Garage, curl, http_ok, metric, wait_until
+from .garage import Garage, curl, fills_written, http_ok, metric, wait_until
 from .processes import free_port, status_kib
 from .relay import Relay
 
@@ -50,19 +50,6 @@ class RssPeak:
         self.done = True
         self.thread.join()
         return self.peak << 10
-
-
-def settled(port, seconds=60.0):
-    """Waits until the fills of a sidekick have stopped writing (the fill bytes
-    unchanged over half a second), so that the next reader finds what they wrote."""
-    deadline = time.monotonic() + seconds
-    last = -1.0
-    while time.monotonic() < deadline:
-        now = metric(port, "sidekick_cache_fill_bytes_total")
-        if now == last:
-            return
-        last = now
-        time.sleep(0.5)
 
 
 def run(args, procs, work, sidekick_bin, pin):
@@ -130,7 +117,7 @@ def run(args, procs, work, sidekick_bin, pin):
         proc, port = sidekick(prefix)
         peak = RssPeak(proc.pid)
         t, o, _ = read_pattern(port)
-        settled(port)
+        fills_written([port])
         rss.append(peak.stop())
         cold_t.append(t)
         cold_o.append(o)
@@ -148,7 +135,7 @@ def run(args, procs, work, sidekick_bin, pin):
     proc, port = sidekick(f"whole-{time.monotonic_ns()}/")
     peak = RssPeak(proc.pid)
     curl(f"http://127.0.0.1:{port}/origin/whole", okey, osecret)
-    settled(port)
+    fills_written([port])
     rss.append(peak.stop())
     hits_before = metric(port, 'sidekick_cache_requests_total{result="hit"}')
     # The store read directly and a hit, one after the other in each run: this

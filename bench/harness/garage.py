@@ -115,3 +115,14 @@ def metric(port, name):
         lines = r.read().decode().splitlines()
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines
                if line.startswith(name) and line[len(name)] in " {")
+
+
+def fills_written(ports, seconds=120.0):
+    """Waits until no fill of these sidekicks is still writing to the cache store
+    (`sidekick_cache_fills_writing` is 0 on each), so that the next reader finds what
+    they wrote."""
+    def idle(port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/.prometheus/metrics") as r:
+            lines = r.read().decode().splitlines()
+        return "sidekick_cache_fills_writing 0" in lines
+    wait_until("the fills written", lambda: all(idle(p) for p in ports), seconds)
