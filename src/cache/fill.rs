@@ -9,10 +9,8 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use actix_web::error::PayloadError;
-use actix_web::http::StatusCode;
 use bytes::{Bytes, BytesMut};
 use futures_channel::mpsc;
 use futures_util::{Stream, StreamExt};
@@ -21,7 +19,6 @@ use log::debug;
 use crate::cache::cover::{Layout, Span};
 use crate::cache::lock::Fill;
 use crate::cache::meta::Meta;
-use crate::cache::store::StoreError;
 use crate::cache::{block, key, Cache, Plan};
 use crate::observe::cache_stats::STATS;
 use crate::upstream::Upstream;
@@ -121,24 +118,6 @@ impl Filler {
     }
 }
 
-/// A span's PUT is tried again this often when the store answers 503: a busy store
-/// (S3's `SlowDown`, Garage's locked database) should not cost a whole fill.
-const BUSY_RETRIES: u32 = 2;
-const BUSY_PAUSE: Duration = Duration::from_millis(100);
-
-async fn put(cache: &Cache, up: &Upstream, name: &str, data: Bytes) -> Result<(), StoreError> {
-    let mut tries = 0;
-    loop {
-        match cache.store.put(up, name, data.clone()).await {
-            Err(StoreError::Status(StatusCode::SERVICE_UNAVAILABLE)) if tries < BUSY_RETRIES => {
-                tries += 1;
-                actix_rt::time::sleep(BUSY_PAUSE * tries).await;
-            }
-            done => return done,
-        }
-    }
-}
-
 /// Counts a fill's writer in `fills_writing` while it runs, whichever way it ends.
 struct Writing;
 
@@ -193,7 +172,7 @@ async fn write(
         let span = copied.span;
         let whole = layout.is_block(span);
         let name = version.name(span, whole);
-        if let Err(e) = put(&cache, &up, &name, copied.block).await {
+        if let Err(e) = cache.store.put(&up, &name, copied.block).await {
             debug!("fill of {} dropped: {e}", meta.identity);
             STATS.fills_dropped.fetch_add(1, Relaxed);
             return;

@@ -138,6 +138,11 @@ fn found(answer: Answer) -> Result<Option<Answer>, StoreError> {
     }
 }
 
+/// Writes the store answers 503 are asked again this often, this far apart (more
+/// each time).
+const BUSY_RETRIES: u32 = 2;
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
 /// Largest listing read back: one page of keys.
 const MAX_LIST: usize = 1 << 20;
 
@@ -184,13 +189,26 @@ impl Store {
         Ok(found(answer)?.is_some())
     }
 
+    /// Writes `name`; a store that answers 503 (busy: S3's `SlowDown`, Garage's
+    /// locked database) is asked again, `BUSY_RETRIES` times, before it fails: a
+    /// moment's load should not cost a whole fill.
     pub async fn put(&self, up: &Upstream, name: &str, data: Bytes) -> Result<(), StoreError> {
-        let answer = self
-            .request(up, Verb::Put, name, Some(data), None, 0)
-            .await?;
-        match found(answer)? {
-            Some(_) => Ok(()),
-            None => Err(StoreError::Status(StatusCode::NOT_FOUND)),
+        let mut tries = 0;
+        loop {
+            let answer = self
+                .request(up, Verb::Put, name, Some(data.clone()), None, 0)
+                .await?;
+            match found(answer) {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => return Err(StoreError::Status(StatusCode::NOT_FOUND)),
+                Err(StoreError::Status(StatusCode::SERVICE_UNAVAILABLE))
+                    if tries < BUSY_RETRIES =>
+                {
+                    tries += 1;
+                    actix_rt::time::sleep(BUSY_PAUSE * tries).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 
