@@ -38,6 +38,9 @@ from harness.settings import (BACKENDS, BENCH, FIGURES, GIB, PROXIES,
                               SETTINGS, SIDEKICK)
 from harness.setup import (build_sidekick, cpu_layout, ensure_tools,
                            make_data, raise_fd_limit, sidekick_usable)
+from harness.tail import VARIANTS
+
+TAIL_KEYS = [v.key for v in VARIANTS]
 
 
 def parse_args():
@@ -50,6 +53,9 @@ def parse_args():
                         help="comma-separated subset of " + ",".join(PROXIES))
     parser.add_argument("--figures", metavar="FIGURES",
                         help="comma-separated subset of " + ",".join(FIGURES))
+    parser.add_argument("--tail-variants", metavar="VARIANTS",
+                        help="the tail figure's variants, a comma-separated "
+                        "subset of " + ",".join(TAIL_KEYS))
     parser.add_argument("--runs", type=int, help="override runs per figure")
     parser.add_argument("--no-build", action="store_true",
                         help="use the existing target/release/sidekick")
@@ -59,12 +65,14 @@ def parse_args():
                         help="where to write the Markdown report")
     parser.add_argument("--put-sink", metavar="PORTS", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for attr, allowed in (("only", PROXIES), ("figures", FIGURES)):
+    for attr, allowed in (("only", PROXIES), ("figures", FIGURES),
+                          ("tail_variants", TAIL_KEYS)):
         value = getattr(args, attr)
         chosen = value.split(",") if value else list(allowed)
         unknown = set(chosen) - set(allowed)
         if unknown:
-            parser.error(f"--{attr}: unknown {', '.join(sorted(unknown))}")
+            parser.error(f"--{attr.replace('_', '-')}: unknown "
+                         f"{', '.join(sorted(unknown))}")
         setattr(args, attr + "_list", [x for x in allowed if x in chosen])
     return args
 
@@ -92,6 +100,7 @@ def main():
     ctx.results, ctx.errors, ctx.skipped = {}, [], []
     ctx.warmed_up = False
     ctx.metrics_seen = {}
+    ctx.tail_variants = args.tail_variants_list
     ctx.loadavg = Path("/proc/loadavg").read_text().split()[:3]
     names = list(args.only_list)
 
@@ -107,7 +116,8 @@ def main():
             ctx.skipped.append(f"sidekick, sidekick-default: {reason}")
             names = [n for n in names if not n.startswith("sidekick")]
 
-    complete = names == PROXIES and args.figures_list == FIGURES
+    complete = names == PROXIES and args.figures_list == FIGURES \
+        and args.tail_variants_list == TAIL_KEYS
     output = args.output or BENCH / (
         "RESULTS-quick.md" if args.quick
         else "RESULTS.md" if complete else "RESULTS-partial.md")

@@ -8,6 +8,9 @@ Modules, each importing only those above it:
     backends   nginx backends and the PUT sink
     proxies    the proxies under test
     clients    wrk, curl, idle connections
+    tail       figure 7: one sick backend of four under paced load
+               (runs sick_backends.py and paced_client.py, standalone
+               scripts)
     figures    the measurements, FIGURE_FUNCTIONS
     report     the Markdown report
 """

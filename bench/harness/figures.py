@@ -14,6 +14,7 @@ from .processes import (PROCS, busy_percent, busy_seconds, cpu_busy_ticks,
                         cpu_seconds, tail)
 from .proxies import Proxy
 from .settings import GIB, LATENCY_CONNS, LATENCY_MEAN_DELAY_MS, MIB
+from .tail import figure_tail
 
 
 def each_run(ctx):
@@ -349,5 +350,6 @@ FIGURE_FUNCTIONS = {
     "memory": figure_memory,
     "failover": figure_failover,
     "tls": figure_tls,
+    "tail": figure_tail,
 }
 

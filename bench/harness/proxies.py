@@ -10,10 +10,14 @@ class Proxy:
     """One proxy under test in front of a set of backend ports. "direct"
     has no process: its URL is the first backend's."""
 
-    def __init__(self, ctx, name, backend_ports, suffix="", tls=False):
+    def __init__(self, ctx, name, backend_ports, suffix="", tls=False,
+                 args=(), retry_503=False):
         self.ctx = ctx
         # Terminates TLS with the run's certificate (figure 6).
         self.tls = tls
+        # sidekick: more flags (figure 7's balancing variants). nginx and
+        # HAProxy: also send a request that got a 503 to another server.
+        self.args, self.retry_503 = list(args), retry_503
         self.name = name
         self.instance = name + suffix
         self.backend_ports = backend_ports
@@ -38,14 +42,17 @@ class Proxy:
                 argv += ["--workers", "1"]
             if self.tls:
                 argv += ["--cert", str(d / "cert.pem"), "--key", str(d / "key.pem")]
-            return argv + [site]
+            return argv + self.args + [site]
         if self.name == "nginx":
             servers = "\n".join(f"        server 127.0.0.1:{p};"
                                 for p in self.backend_ports)
             conf = d / f"{name}.conf"
+            next_upstream = "proxy_next_upstream error timeout http_503;" \
+                if self.retry_503 else ""
             conf.write_text(render(
                 "nginx-proxy.conf.tmpl", user=self.ctx.nginx_user, dir=d,
-                name=name, port=self.port, servers=servers))
+                name=name, port=self.port, servers=servers,
+                next_upstream=next_upstream))
             return ["nginx", "-c", str(conf), "-p", str(d), "-e", "stderr"]
         if self.name == "haproxy":
             servers = "\n".join(f"    server b{i} 127.0.0.1:{p}"
@@ -54,8 +61,11 @@ class Proxy:
             bind = f"127.0.0.1:{self.port}"
             if self.tls:
                 bind += f" ssl crt {d / 'combined.pem'} alpn http/1.1"
+            retry_on = "retry-on conn-failure empty-response 503" \
+                if self.retry_503 else ""
             conf.write_text(render("haproxy.cfg.tmpl", dir=d, name=name,
-                                   bind=bind, servers=servers))
+                                   bind=bind, servers=servers,
+                                   retry_on=retry_on))
             return ["haproxy", "-db", "-f", str(conf)]
         raise ValueError(self.name)
 

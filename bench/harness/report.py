@@ -9,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .settings import LATENCY_CONNS, LATENCY_MEAN_DELAY_MS, PROXIES, ROOT
+from .settings import (LATENCY_CONNS, LATENCY_MEAN_DELAY_MS, PROXIES, ROOT,
+                       TAIL_CONNS, TAIL_RATE)
+from .tail import LABELS, SCENARIOS
 
 
 # Per section: (metric, title, format, show ratios). Ratios are medians over
@@ -154,7 +156,125 @@ def targets(ctx):
         at_most("rss_growth_pct", 5,
                 "RSS growth across repeated runs <= 5%", "%"),
         failover,
-    ]
+    ] + tail_targets(ctx)
+
+
+def judged_variant(ctx):
+    """The sidekick variant figure 7's targets judge: the one with the
+    most of the new features that ran."""
+    for label in ("sidekick p2c --hedge", "sidekick p2c", "sidekick least"):
+        if median_of(ctx, "tail_healthy_p99_ms", label) is not None:
+            return label
+    return "sidekick p2c --hedge"
+
+
+def tail_targets(ctx):
+    label = judged_variant(ctx)
+
+    def med(scenario, stat, variant=label):
+        return median_of(ctx, f"tail_{scenario}_{stat}", variant)
+
+    def target(name, measured, met):
+        name = f"{name} ({label})"
+        return (name, "not measured", None) if measured is None \
+            else (name, measured, met)
+
+    rows = []
+    slow, healthy = med("slow", "p99_ms"), med("healthy", "p99_ms")
+    rows.append(target(
+        "Tail, one slow backend: p99 <= 1.5x the p99 with all healthy",
+        None if None in (slow, healthy) else
+        f"{slow:.1f} vs {healthy:.1f} ms ({slow / healthy:.2f}x)",
+        slow is not None and healthy and slow <= 1.5 * healthy))
+    peers = [med("slow", "p99_ms", p) for p in ("HAProxy", "nginx")]
+    rows.append(target(
+        "Tail, one slow backend: p99 below HAProxy's and nginx's",
+        None if None in [slow] + peers else
+        f"{slow:.1f} vs {peers[0]:.1f} / {peers[1]:.1f} ms",
+        None not in [slow] + peers and slow < min(peers)))
+    answers = ctx.results.get("tail_slowdown_answers", {}).get(label)
+    shed = ctx.results.get("tail_slowdown_503", {}).get(label)
+    rows.append(target(
+        "Tail, SlowDown: no 503 reaches the client",
+        None if not answers else f"{sum(shed):,} of {sum(answers):,}",
+        bool(answers) and sum(shed) == 0))
+    extra = [med(s, "extra_pct") for s in SCENARIOS]
+    rows.append(target(
+        "Tail: extra backend requests <= 5% in every scenario",
+        None if None in extra else " / ".join(f"{e:+.1f}%" for e in extra),
+        None not in extra and max(extra) <= 5))
+    rps, least = median_of(ctx, "tail_cost_rps", label), \
+        median_of(ctx, "tail_cost_rps", "sidekick least")
+    rows.append(target(
+        "Tail, cost: small-request req/s, all healthy, >= 0.97x least's",
+        None if label == "sidekick least" or None in (rps, least) else
+        f"{rps / least:.3f}x",
+        rps is not None and least and rps >= 0.97 * least))
+    return rows
+
+
+TAIL_TITLES = {
+    "healthy": "All four backends healthy",
+    "slow": "One backend delays every 5th request it serves by 200 ms",
+    "slowdown": "One backend answers 30% of its requests `503 SlowDown`",
+}
+
+
+def tail_section(ctx):
+    """Figure 7: a table per scenario, medians over runs, and the cost."""
+    if not any(metric.startswith("tail_") for metric in ctx.results):
+        return []
+    runs = ctx.cfg["runs"]
+
+    def med(scenario, stat, label):
+        return median_of(ctx, f"tail_{scenario}_{stat}", label)
+
+    out = ["", "## 7. Tail latency: one sick backend of four", "",
+           f"Paced GET /small at {TAIL_RATE} req/s over {TAIL_CONNS} "
+           f"keep-alive connections for {ctx.cfg['tail_s']} s "
+           f"({TAIL_RATE * ctx.cfg['tail_s']:,} requests) per run, latency "
+           "from each request's scheduled time; medians over the runs, p99 "
+           "with its min–max. non-2xx counts answers that were not 2xx or "
+           "never came; extra backend requests are the backends' requests "
+           "over the client's, minus one."]
+    for scenario in SCENARIOS:
+        labels = [n for n in LABELS if med(scenario, "p99_ms", n) is not None]
+        if not labels:
+            continue
+        out += ["", f"{TAIL_TITLES[scenario]}:", "",
+                "| Variant | p50 (ms) | p99 (ms) | p99.9 (ms) | non-2xx | "
+                "503s, all runs | extra backend requests | to the sick "
+                "backend |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for label in labels:
+            p99s = ctx.results[f"tail_{scenario}_p99_ms"][label]
+            spread = f" ({min(p99s):.1f}–{max(p99s):.1f})" if runs > 1 else ""
+            shed = sum(ctx.results[f"tail_{scenario}_503"][label])
+            answers = sum(ctx.results[f"tail_{scenario}_answers"][label])
+            out.append(
+                f"| {label} | {med(scenario, 'p50_ms', label):.2f} | "
+                f"{med(scenario, 'p99_ms', label):.1f}{spread} | "
+                f"{med(scenario, 'p999_ms', label):.1f} | "
+                f"{med(scenario, 'non2xx_pct', label):.2f}% | "
+                f"{shed:,} of {answers:,} | "
+                f"{med(scenario, 'extra_pct', label):+.1f}% | "
+                f"{med(scenario, 'sick_pct', label):.1f}% |")
+    cost = ctx.results.get("tail_cost_rps", {})
+    least = median_of(ctx, "tail_cost_rps", "sidekick least")
+    if cost and least:
+        out += ["", "Cost: keep-alive GET /small at full speed, `wrk -t1 "
+                "-c64`, the four nginx backends of figure 1, all healthy "
+                "(req/s, higher is better):", "",
+                "| Variant | Median | Min–max | vs sidekick least |",
+                "| --- | ---: | ---: | ---: |"]
+        for label in LABELS:
+            values = cost.get(label)
+            if values:
+                out.append(
+                    f"| {label} | {statistics.median(values):,.0f} | "
+                    f"{min(values):,.0f}–{max(values):,.0f} | "
+                    f"{ratio(statistics.median(values), least)} |")
+    return out
 
 
 def limits(ctx):
@@ -279,6 +399,7 @@ def report(ctx, args):
         for metric, title, fmt, ratios in shown:
             out += ["", f"{title}:", ""] + metric_table(ctx, metric, fmt,
                                                           ratios)
+    out += tail_section(ctx)
     out += ["", "## Setup", "",
             "- Proxies: **direct** is no proxy (the client talks to backend "
             "0); **sidekick** runs with `--workers 1`; **sidekick-default** "
@@ -314,7 +435,26 @@ def report(ctx, args):
                          if v is not None) or "none") + ").",
             f"- Memory: {cfg['idle_conns']:,} client connections each make "
             "one keep-alive request and stay open; RSS is VmRSS summed over "
-            "the proxy's processes (nginx: master + worker)."]
+            "the proxy's processes (nginx: master + worker).",
+            "- Tail (figure 7): four raw HTTP/1.1 backends in one asyncio "
+            "process on CPU 0 (`bench/harness/sick_backends.py`), counting "
+            "the requests they get, health checks excluded; the sick one "
+            "delays every 5th request it serves by 200 ms (slow) or answers "
+            "3 of every 10 with `503` and S3's SlowDown XML body (SlowDown), "
+            "and passes every health check. The client "
+            "(`bench/harness/paced_client.py`, CPU 0) sends on a fixed "
+            f"timetable, after {cfg['tail_warmup_s']} s of unmeasured "
+            "warm-up, so a stalled connection delays the requests due "
+            "behind it and their latency counts from when they were due "
+            "(open loop, as wrk2). Each run starts a fresh proxy: sidekick "
+            "`--workers 1 --health-duration 1s` with `--host-balance least`, "
+            "`p2c` or `p2c --hedge`; HAProxy `balance leastconn`, `retries "
+            "1`, `option redispatch 1`, `retry-on conn-failure "
+            "empty-response 503`; nginx `least_conn`, `proxy_next_upstream "
+            "error timeout http_503` (with nginx's default `max_fails=1 "
+            "fail_timeout=10s`, one 503 also takes a server out for 10 s). "
+            "A variant whose flags the binary lacks is listed under Not "
+            "measured. Quick mode's p99.9 rests on a handful of requests."]
     if ctx.skipped:
         out += ["", "## Not measured", ""] + [f"- {s}" for s in ctx.skipped]
     if ctx.errors:
