@@ -13,10 +13,21 @@ starts is stopped when it exits.
 CPU budget: the proxy under test runs on CPU 1; the load generators, the
 backends and this script share CPU 0 (sidekick-default excepted, see Proxy).
 
+Figure 7 (`--figures tail`, harness/tail.py) puts one sick backend among
+four raw Python backends: all healthy, one delaying every 5th request it
+serves by 200 ms, one answering 30% of its requests 503 SlowDown. A paced
+open-loop client (300 req/s, 32 connections) measures p50/p99/p99.9, the
+non-2xx share and the extra requests the backends got, through sidekick
+`--host-balance least`, `p2c` and `p2c --hedge`, HAProxy and nginx (both
+retrying a 503 on another server), and prints its targets as met or not.
+A variant whose flags the binary lacks is skipped and listed;
+--tail-variants least,haproxy,nginx picks some.
+
 Useful while developing: --only direct,nginx,haproxy (no sidekick needed),
---figures small,latency, --runs N, --no-build, --sidekick-bin PATH. A run
-that is not a complete full one writes bench/RESULTS-quick.md or
-bench/RESULTS-partial.md instead of bench/RESULTS.md.
+--figures small,latency, --tail-variants KEYS, --runs N, --no-build,
+--sidekick-bin PATH. A run that is not a complete full one writes
+bench/RESULTS-quick.md or bench/RESULTS-partial.md instead of
+bench/RESULTS.md.
 """
 
 import argparse
