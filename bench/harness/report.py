@@ -237,6 +237,15 @@ def tail_section(ctx):
            "with its min–max. non-2xx counts answers that were not 2xx or "
            "never came; extra backend requests are the backends' requests "
            "over the client's, minus one."]
+    lags = [v for metric, by in ctx.results.items()
+            if metric.startswith("tail_") and metric.endswith("_lag_ms")
+            for values in by.values() for v in values]
+    if lags:
+        out[-1] += (f" The client fell behind its timetable by up to "
+                    f"{max(lags):.1f} ms")
+        out[-1] += (": something else had its core, and latencies of that "
+                    "size are partly the machine's." if max(lags) > 5
+                    else ".")
     for scenario in SCENARIOS:
         labels = [n for n in LABELS if med(scenario, "p99_ms", n) is not None]
         if not labels:

@@ -38,7 +38,8 @@ class Variant:
 P2C = (r"\bp2c\b", "p2c (--host-balance)")
 HEDGE = (r"--hedge\b(?!-)", "--hedge")
 VARIANTS = [
-    Variant("least", "sidekick least", "sidekick", ["--host-balance", "least"]),
+    Variant("least", "sidekick least", "sidekick",
+            ["--host-balance", "least"]),
     Variant("p2c", "sidekick p2c", "sidekick", ["--host-balance", "p2c"],
             needs=(P2C,)),
     Variant("hedge", "sidekick p2c --hedge", "sidekick",
