@@ -268,6 +268,23 @@ def tail_section(ctx):
                 f"{shed:,} of {answers:,} | "
                 f"{med(scenario, 'extra_pct', label):+.1f}% | "
                 f"{med(scenario, 'sick_pct', label):.1f}% |")
+        counted = []
+        for label in labels:
+            def total(stat):
+                values = ctx.results.get(f"tail_{scenario}_{stat}", {}) \
+                    .get(label)
+                return None if values is None else sum(values)
+            hedges, retries = total("hedges"), total("slowdown_retries")
+            if hedges is not None:
+                counted.append(
+                    f"{label} hedged {hedges:,.0f} requests (the hedge "
+                    f"answered first {total('hedges_won') or 0:,.0f} times)")
+            if retries is not None:
+                counted.append(f"{label} retried {retries:,.0f} SlowDown "
+                               "answers elsewhere")
+        if counted:
+            out += ["", "sidekick's counters, all runs, warm-up included: "
+                    + "; ".join(counted) + "."]
     cost = ctx.results.get("tail_cost_rps", {})
     least = median_of(ctx, "tail_cost_rps", "sidekick least")
     if cost and least:

@@ -17,6 +17,7 @@ import re
 import socket
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from .clients import run_client, wrk, wrk_failures
@@ -135,6 +136,8 @@ def paced_run(ctx, sick, variant, scenario, run):
             "/small", str(TAIL_RATE), str(TAIL_CONNS), str(seconds),
             str(warmup)], seconds + warmup + 60)
         after = sick.command("counts")
+        counters = sidekick_counters(proxy) if variant.kind == "sidekick" \
+            else {}
         if not proxy.alive():
             raise RuntimeError(f"{proxy.instance} exited; log:\n"
                                f"{tail(proxy.log_path)}")
@@ -156,14 +159,42 @@ def paced_run(ctx, sick, variant, scenario, run):
         "sick_pct": 100 * got[0] / sum(got) if sum(got) else 0.0,
         "lag_ms": r["max_lag_ms"],
     }
+    values.update(counters)
     for stat, value in values.items():
         record(ctx, f"tail_{scenario}_{stat}", variant, value)
+    said = "".join(f", {name} {counters[key]:,.0f}" for key, name in (
+        ("hedges", "hedges"), ("hedges_won", "won by the hedge"),
+        ("slowdown_retries", "SlowDown retries")) if key in counters)
     print(f"  tail   run {run + 1} {scenario:8} {variant.label:20} "
           f"p50 {r['p50_ms']:6.2f}  p99 {r['p99_ms']:7.2f}  "
           f"p99.9 {r['p999_ms']:7.2f} ms  non-2xx {values['non2xx_pct']:4.1f}%"
           f"  extra {values['extra_pct']:+5.1f}%  to the sick one "
           f"{values['sick_pct']:4.1f}%  (client lag max "
-          f"{r['max_lag_ms']:.1f} ms)", flush=True)
+          f"{r['max_lag_ms']:.1f} ms{said})", flush=True)
+
+
+# sidekick's counters of what it sent beyond the first attempt, where the
+# binary has them: {stat: value}.
+COUNTERS = {
+    'sidekick_hedges_total{won="first"}': ("hedges",),
+    'sidekick_hedges_total{won="hedge"}': ("hedges", "hedges_won"),
+    "sidekick_slowdown_retries_total": ("slowdown_retries",),
+}
+
+
+def sidekick_counters(proxy):
+    try:
+        with urllib.request.urlopen(proxy.url("/.prometheus/metrics"),
+                                    timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for stat in COUNTERS.get(name, ()):
+            found[stat] = found.get(stat, 0) + float(value)
+    return found
 
 
 def cost_runs(ctx, variants):
