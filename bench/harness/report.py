@@ -196,7 +196,7 @@ def tail_targets(ctx):
     shed = ctx.results.get("tail_slowdown_503", {}).get(label)
     rows.append(target(
         "Tail, SlowDown: no 503 reaches the client",
-        None if not answers else f"{sum(shed):,} of {sum(answers):,}",
+        None if not answers else f"{sum(shed):,.0f} of {sum(answers):,.0f}",
         bool(answers) and sum(shed) == 0))
     extra = [med(s, "extra_pct") for s in SCENARIOS]
     rows.append(target(
@@ -265,26 +265,24 @@ def tail_section(ctx):
                 f"{med(scenario, 'p99_ms', label):.1f}{spread} | "
                 f"{med(scenario, 'p999_ms', label):.1f} | "
                 f"{med(scenario, 'non2xx_pct', label):.2f}% | "
-                f"{shed:,} of {answers:,} | "
+                f"{shed:,.0f} of {answers:,.0f} | "
                 f"{med(scenario, 'extra_pct', label):+.1f}% | "
                 f"{med(scenario, 'sick_pct', label):.1f}% |")
         counted = []
         for label in labels:
-            def total(stat):
-                values = ctx.results.get(f"tail_{scenario}_{stat}", {}) \
-                    .get(label)
-                return None if values is None else sum(values)
-            hedges, retries = total("hedges"), total("slowdown_retries")
-            if hedges is not None:
-                counted.append(
-                    f"{label} hedged {hedges:,.0f} requests (the hedge "
-                    f"answered first {total('hedges_won') or 0:,.0f} times)")
-            if retries is not None:
-                counted.append(f"{label} retried {retries:,.0f} SlowDown "
-                               "answers elsewhere")
+            said = []
+            for stat, name in (("hedges", "hedged"),
+                               ("hedges_won", "of them won by the hedge"),
+                               ("slowdown_retries", "SlowDown retries")):
+                total = sum(ctx.results.get(f"tail_{scenario}_{stat}", {})
+                            .get(label, []))
+                if total:
+                    said.append(f"{total:,.0f} {name}")
+            if said:
+                counted.append(f"{label} {', '.join(said)}")
         if counted:
-            out += ["", "sidekick's counters, all runs, warm-up included: "
-                    + "; ".join(counted) + "."]
+            out += ["", "sidekick's own counters (all runs, warm-up "
+                    "included): " + "; ".join(counted) + "."]
     cost = ctx.results.get("tail_cost_rps", {})
     least = median_of(ctx, "tail_cost_rps", "sidekick least")
     if cost and least:
