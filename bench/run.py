@@ -19,9 +19,12 @@ serves by 200 ms, one answering 30% of its requests 503 SlowDown. A paced
 open-loop client (300 req/s, 32 connections) measures p50/p99/p99.9, the
 non-2xx share and the extra requests the backends got, through sidekick
 `--host-balance least`, `p2c` and `p2c --hedge`, HAProxy and nginx (both
-retrying a 503 on another server), and prints its targets as met or not.
-A variant whose flags the binary lacks is skipped and listed;
---tail-variants least,haproxy,nginx picks some.
+retrying a 503 on another server), and prints its targets as met or not;
+it also measures small-request req/s (figure 1's load, all healthy) for
+sidekick least against p2c, the cost target. 20 s per scenario and run in
+a full run; --quick gives each 2 s, enough to prove the harness works, not
+to measure a p99.9. A variant whose flags the binary lacks is skipped and
+listed; --tail-variants least,haproxy,nginx picks some.
 
 Useful while developing: --only direct,nginx,haproxy (no sidekick needed),
 --figures small,latency, --tail-variants KEYS, --runs N, --no-build,

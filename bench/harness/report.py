@@ -192,12 +192,12 @@ def tail_targets(ctx):
         None if None in [slow] + peers else
         f"{slow:.1f} vs {peers[0]:.1f} / {peers[1]:.1f} ms",
         None not in [slow] + peers and slow < min(peers)))
-    answers = ctx.results.get("tail_slowdown_answers", {}).get(label)
-    shed = ctx.results.get("tail_slowdown_503", {}).get(label)
+    answers = sum(ctx.results.get("tail_slowdown_answers", {}).get(label, []))
+    shed = sum(ctx.results.get("tail_slowdown_503", {}).get(label, []))
     rows.append(target(
         "Tail, SlowDown: no 503 reaches the client",
-        None if not answers else f"{sum(shed):,.0f} of {sum(answers):,.0f}",
-        bool(answers) and sum(shed) == 0))
+        f"{shed:,.0f} of {answers:,.0f}" if answers else None,
+        answers > 0 and shed == 0))
     extra = [med(s, "extra_pct") for s in SCENARIOS]
     rows.append(target(
         "Tail: extra backend requests <= 5% in every scenario",
