@@ -2,6 +2,7 @@
 //! (length, chunked or until close) straight out of the connection's read buffer,
 //! and the connection handed back to the worker's idle pool once it is read whole.
 
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -47,6 +48,38 @@ impl ResponseBody {
             backend,
             read_size: FIRST_READ,
         }
+    }
+
+    /// The rest of a body of announced length, at most `max` bytes, read straight
+    /// into one buffer (no copy per read): for callers that keep a body whole anyway.
+    /// `None` when the framing announces no length or more than `max`.
+    pub async fn whole(&mut self, max: usize) -> Option<Result<Bytes, PayloadError>> {
+        let Decoder::Length(left) = self.decoder else {
+            return None;
+        };
+        let left = usize::try_from(left).ok().filter(|&n| n <= max)?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Some(Ok(Bytes::new()));
+        };
+        conn.buf.reserve(left.saturating_sub(conn.buf.len()));
+        while conn.buf.len() < left {
+            let read = poll_fn(|cx| poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)).await;
+            match read {
+                Ok(0) => {
+                    self.conn = None;
+                    return Some(Err(PayloadError::Incomplete(None)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Some(Err(PayloadError::Io(e)));
+                }
+            }
+        }
+        let data = conn.buf.split_to(left).freeze();
+        self.decoder = Decoder::Length(0);
+        self.finish();
+        Some(Ok(data))
     }
 
     /// The body read whole: the connection goes back to the pool if it can carry
