@@ -316,12 +316,16 @@ impl Attempts<'_> {
         let (won, sent, failures) = match select(sending, hedging).await {
             Either::Left((Ok(answer), _)) => (Won::First, Ok(answer), Vec::new()),
             Either::Right((Ok(answer), _)) => (Won::Hedge, Ok(answer), Vec::new()),
-            Either::Left((Err(Failed::Upstream(e)), hedging)) => {
-                (Won::Hedge, hedging.await, vec![(first.backend().clone(), e)])
-            }
-            Either::Right((Err(Failed::Upstream(e)), sending)) => {
-                (Won::First, sending.await, vec![(second.backend().clone(), e)])
-            }
+            Either::Left((Err(Failed::Upstream(e)), hedging)) => (
+                Won::Hedge,
+                hedging.await,
+                vec![(first.backend().clone(), e)],
+            ),
+            Either::Right((Err(Failed::Upstream(e)), sending)) => (
+                Won::First,
+                sending.await,
+                vec![(second.backend().clone(), e)],
+            ),
             Either::Left((Err(Failed::Client), _)) | Either::Right((Err(Failed::Client), _)) => {
                 (Won::First, Err(Failed::Client), Vec::new())
             }

@@ -89,7 +89,7 @@ impl Attempt for Http<'_, '_> {
     type Answer = Response;
 
     fn replayable(&self) -> bool {
-        self.body.as_deref().is_none_or(Body::replayable)
+        self.body.as_deref().map_or(true, Body::replayable)
     }
 
     /// Only a GET or HEAD without a body: nothing but the head is sent, so the two
@@ -150,13 +150,10 @@ impl Attempt for Http<'_, '_> {
             extra: self.extra,
         };
         let head = |local: Option<&str>| headers::request_head(ex.req.headers(), &target, local);
-        let exchange = ex.worker.upstream.exchange(
-            backend,
-            head,
-            body,
-            self.head_request,
-            self.idempotent,
-        );
+        let exchange =
+            ex.worker
+                .upstream
+                .exchange(backend, head, body, self.head_request, self.idempotent);
         let Some(upload) = self.upload else {
             return Ok(exchange.await?);
         };

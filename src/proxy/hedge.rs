@@ -86,7 +86,11 @@ impl Delays {
 impl Site {
     fn refresh(&mut self, counts: Counts, now: Instant) -> Duration {
         let age = |t: &Instant| now.saturating_duration_since(*t);
-        if self.snapshots.back().is_none_or(|(t, _)| age(t) >= SNAPSHOT) {
+        if self
+            .snapshots
+            .back()
+            .map_or(true, |(t, _)| age(t) >= SNAPSHOT)
+        {
             self.snapshots.push_back((now, counts));
         }
         // The base is the newest snapshot at least a window old (else the oldest).

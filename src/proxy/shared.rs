@@ -11,8 +11,8 @@ use crate::cache::Cache;
 use crate::config::{Balance, Config};
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
-use crate::proxy::{hedge, retry};
 use crate::proxy::validate::Limits;
+use crate::proxy::{hedge, retry};
 use crate::upstream::Upstream;
 
 /// Settings and state every worker shares.
