@@ -300,8 +300,11 @@ impl Attempts<'_> {
         }
         let mut others = exclude.to_vec();
         others.push(b1.id);
+        // Within the site: a later site is there for when this one is down, and
+        // a hedge is a guess.
         let b2 = shared.view.load().pick(shared.balance, &others);
-        let Some(b2) = b2.filter(|_| self.worker.budget.try_retry()) else {
+        let b2 = b2.filter(|b2| b2.site == b1.site && self.worker.budget.try_retry());
+        let Some(b2) = b2 else {
             return Round::of(sending.await, first);
         };
         debug!(
