@@ -47,6 +47,7 @@ pub struct Config {
     pub eject_duration: Duration,
     pub max_retries: u32,
     pub retry_budget: u32,
+    pub hedge: bool,
     pub retry_buffer: u64,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,

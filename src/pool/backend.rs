@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::HeaderMap;
+
 use crate::config::endpoints::Endpoint;
 use crate::pool::latency::Latency;
 use crate::upstream::Peer;
@@ -128,6 +130,20 @@ impl BackendStats {
             }
         }
     }
+}
+
+impl BackendStats {
+    /// The backend answered that it sheds load (`503 SlowDown`, `429`), asking for
+    /// `retry_after`. Placeholder: the balancer's score takes it into account.
+    pub fn shedding(&self, retry_after: Option<Duration>) {
+        let _ = retry_after;
+    }
+}
+
+/// The `Retry-After` of a shedding answer. Placeholder: the balancer parses it.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let _ = headers;
+    None
 }
 
 /// Nanoseconds since the first call: a cheap monotonic clock for "least recently finished".

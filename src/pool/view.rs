@@ -26,6 +26,11 @@ impl PoolView {
         self.sites.iter().any(|s| !s.is_empty())
     }
 
+    /// The backends of `site` that are up (none for a site it does not have).
+    pub fn site(&self, site: usize) -> &[Arc<Backend>] {
+        self.sites.get(site).map_or(&[], Vec::as_slice)
+    }
+
     /// Picks a backend of the first site with one up that is not in `exclude`
     /// (the backends this request already failed on).
     pub fn pick(&self, balance: Balance, exclude: &[usize]) -> Option<Arc<Backend>> {

@@ -82,6 +82,44 @@ impl ResponseBody {
         Some(Ok(data))
     }
 
+    /// The whole body, read ahead into the connection's buffer and decoded from a
+    /// copy, so that the stream still yields every byte as the backend sent it.
+    /// `None` when it takes more than `max` bytes on the wire, is framed by the
+    /// connection's end, or the backend stops sending before its end (the stream
+    /// then ends as it would have). Meant for small error bodies: each read decodes
+    /// what is buffered again.
+    pub async fn peek_whole(&mut self, max: usize) -> Option<Bytes> {
+        poll_fn(|cx| self.poll_peek(cx, max)).await
+    }
+
+    fn poll_peek(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let mut decoder = self.decoder.clone();
+            let mut buf = conn.buf.clone();
+            let mut body = BytesMut::new();
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Decoded::Data(bytes)) => body.extend_from_slice(&bytes),
+                    Ok(Decoded::Done) => return Poll::Ready(Some(body.freeze())),
+                    Ok(Decoded::More) => break,
+                    Err(_) => return Poll::Ready(None),
+                }
+            }
+            if conn.buf.len() >= max || matches!(self.decoder, Decoder::Close) {
+                return Poll::Ready(None);
+            }
+            conn.buf.reserve(max - conn.buf.len());
+            match poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+            }
+        }
+    }
+
     /// The body read whole: the connection goes back to the pool if it can carry
     /// another request and the backend sent nothing more.
     fn finish(&mut self) {
@@ -148,7 +186,7 @@ pub enum Decoded {
     Done,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Decoder {
     Length(u64),
     Chunked(Chunked),
