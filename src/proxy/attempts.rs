@@ -10,6 +10,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, HttpResponse};
 use log::{debug, warn};
 
+use crate::config::Balance;
 use crate::observe::trace::requests as trace;
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::Failure;
@@ -104,7 +105,14 @@ impl Attempts<'_> {
             let backend = guard.backend();
             trace::attempt(req, backend);
             let error = match attempt.send(backend).await {
-                Ok(answer) => return Ok((answer, guard)),
+                Ok(answer) => {
+                    // p2c's latency sample; not a streamed upload's, whose head waits
+                    // for the client's whole body.
+                    if shared.balance == Balance::P2c && attempt.replayable() {
+                        guard.head_received();
+                    }
+                    return Ok((answer, guard));
+                }
                 Err(Failed::Upstream(e)) => e,
                 Err(Failed::Client) => return Err(ProxyError::BadRequest.response(self.resource)),
             };
