@@ -161,7 +161,10 @@ mod tests {
     fn without_samples_the_estimate_decays_toward_zero_and_the_next_answer_sets_it() {
         let load = Load::default();
         load.observe(200 * MS, S);
-        assert!(close(load.estimate(S + 5 * S), 200.0 * MS as f64 * (-1f64).exp()));
+        assert!(close(
+            load.estimate(S + 5 * S),
+            200.0 * MS as f64 * (-1f64).exp()
+        ));
         let later = S + 60 * S;
         assert!(load.estimate(later) < 0.1 * MS as f64);
         // Recovered: its next answer, at 1 ms, is what it is worth.
