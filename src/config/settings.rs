@@ -13,6 +13,9 @@ pub enum Balance {
     Least,
     /// Uniformly random
     Random,
+    /// Of two at random, the lower answer latency (peak-EWMA) times requests in
+    /// flight plus one; a backend answering 429 or 503 loses for its Retry-After
+    P2c,
 }
 
 /// Where to listen: `:port` means every interface, IPv4 and IPv6.

@@ -18,6 +18,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 use log::{debug, warn};
 
+use crate::config::Balance;
 use crate::observe::metrics::{HEDGES_WON_FIRST, HEDGES_WON_HEDGE, SLOWDOWN_RETRIES};
 use crate::observe::trace::requests as trace;
 use crate::pool::backend::{Backend, InFlight};
@@ -189,6 +190,11 @@ impl Attempts<'_> {
             match round.outcome {
                 Outcome::Client => return Err(ProxyError::BadRequest.response(self.resource)),
                 Outcome::Answer(mut answer, guard) => {
+                    // p2c's latency sample; not a streamed upload's, whose head waits
+                    // for the client's whole body.
+                    if shared.balance == Balance::P2c && attempt.replayable() {
+                        guard.head_received();
+                    }
                     let backend = guard.backend();
                     if let Some(won) = round.won {
                         self.hedge_won(backend, won);

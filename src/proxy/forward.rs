@@ -14,7 +14,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 
 use crate::conn::conn_info::ConnInfo;
-use crate::pool::backend::{retry_after, Backend, InFlight};
+use crate::pool::backend::{Backend, InFlight};
+use crate::pool::load::retry_after;
 use crate::proxy::attempts::{Attempt, Attempts, Failed};
 use crate::proxy::headers::{self, Target};
 use crate::proxy::request_body::Upload;
@@ -112,14 +113,13 @@ impl Attempt for Http<'_, '_> {
     /// as often a limit on this client, which another node would enforce too).
     async fn shedding(&mut self, answer: &mut Response, backend: &Backend) -> bool {
         match answer.head.status {
-            StatusCode::TOO_MANY_REQUESTS => {
-                backend.stats.shedding(retry_after(&answer.head.headers));
-                false
-            }
+            // Noted as shedding when it reaches the client (`respond`).
+            StatusCode::TOO_MANY_REQUESTS => false,
             StatusCode::SERVICE_UNAVAILABLE => {
                 if !slowdown::is_slowdown(answer, self.head_request).await {
                     return false;
                 }
+                // Also when retried elsewhere, so it never reaches `respond`.
                 backend.stats.shedding(retry_after(&answer.head.headers));
                 self.idempotent && self.bodiless()
             }

@@ -28,6 +28,7 @@ mod http2;
 mod large_objects;
 mod metrics;
 mod outage_log;
+mod p2c;
 mod rr_dns;
 mod s3;
 mod slowdown;
