@@ -50,6 +50,9 @@ async fn read_body(
     announced: usize,
     max: usize,
 ) -> Result<Bytes, Unread> {
+    if let Some(whole) = stream.whole(max).await {
+        return whole.map_err(Unread::Broken);
+    }
     let mut out = BytesMut::with_capacity(announced.min(max));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(Unread::Broken)?;

@@ -108,6 +108,11 @@ pub struct Cli {
     #[arg(long, env = "SIDEKICK_MAX_RETRIES", default_value_t = 2)]
     pub max_retries: u32,
 
+    /// Send a GET or HEAD without a body whose answer is late (past the site's
+    /// recent p95, 10ms to 1s) to a second backend too; charged to the retry budget
+    #[arg(long, env = "SIDEKICK_HEDGE")]
+    pub hedge: bool,
+
     /// Retries allowed as a percentage of requests over 10 s (at least 10 per window)
     #[arg(long, env = "SIDEKICK_RETRY_BUDGET", default_value_t = 20,
           value_parser = clap::value_parser!(u32).range(0..=100))]

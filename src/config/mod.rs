@@ -101,6 +101,17 @@ mod tests {
     }
 
     #[test]
+    fn every_balance_policy_is_a_flag_value() {
+        for (value, balance) in [
+            ("least", Balance::Least),
+            ("random", Balance::Random),
+            ("p2c", Balance::P2c),
+        ] {
+            assert_eq!(ok(&["--host-balance", value, "http://a"]).balance, balance);
+        }
+    }
+
+    #[test]
     fn paths_addresses_and_durations() {
         let c = ok(&[
             "-a",

@@ -13,6 +13,9 @@ pub enum Balance {
     Least,
     /// Uniformly random
     Random,
+    /// Of two at random, the lower answer latency (peak-EWMA) times requests in
+    /// flight plus one; a backend answering 429 or 503 loses for its Retry-After
+    P2c,
 }
 
 /// Where to listen: `:port` means every interface, IPv4 and IPv6.
@@ -47,6 +50,7 @@ pub struct Config {
     pub eject_duration: Duration,
     pub max_retries: u32,
     pub retry_budget: u32,
+    pub hedge: bool,
     pub retry_buffer: u64,
     pub connect_timeout: Duration,
     pub response_timeout: Duration,

@@ -94,6 +94,7 @@ impl Cli {
             eject_duration: self.eject_duration,
             max_retries: self.max_retries,
             retry_budget: self.retry_budget,
+            hedge: self.hedge,
             retry_buffer: self.retry_buffer,
             connect_timeout: self.connect_timeout,
             response_timeout: self.response_timeout,

@@ -18,6 +18,13 @@ use crate::pool::messages::Status;
 /// Trace lines dropped because the writer could not keep up.
 pub static TRACE_DROPPED: AtomicU64 = AtomicU64::new(0);
 
+/// Hedged reads (`--hedge`) by whose head was used: the first request's or the
+/// hedge's. Bumped by the retry engine, once per hedge that brought an answer.
+pub static HEDGES_WON_FIRST: AtomicU64 = AtomicU64::new(0);
+pub static HEDGES_WON_HEDGE: AtomicU64 = AtomicU64::new(0);
+/// Requests sent to another backend because one answered S3's `503 SlowDown`.
+pub static SLOWDOWN_RETRIES: AtomicU64 = AtomicU64::new(0);
+
 /// The text a scrape answers: OpenMetrics when the scraper asks for it (as Prometheus
 /// does), else the Prometheus text format 0.0.4. Returns `(content type, body)`.
 pub fn render(
@@ -251,6 +258,22 @@ impl Collector for Backends {
             "Times traffic moved on to a later site because every backend before it was down.",
             None,
             failovers.metric_type(),
+        )?)?;
+        let mut hedges = encoder.encode_descriptor(
+            "sidekick_hedges",
+            "Reads sent to a second backend because the first's answer was late, by whose answer was used (won: first, hedge).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (won, n) in [("first", &HEDGES_WON_FIRST), ("hedge", &HEDGES_WON_HEDGE)] {
+            counter(n).encode(hedges.encode_family(&[("won", won)])?)?;
+        }
+        let slowdown = counter(&SLOWDOWN_RETRIES);
+        slowdown.encode(encoder.encode_descriptor(
+            "sidekick_slowdown_retries",
+            "Requests sent to another backend because one answered 503 SlowDown (shedding load).",
+            None,
+            slowdown.metric_type(),
         )?)?;
         let dropped = ConstCounter::new(TRACE_DROPPED.load(Relaxed));
         dropped.encode(encoder.encode_descriptor(

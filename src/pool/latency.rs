@@ -90,6 +90,61 @@ impl Latency {
         let count = buckets.iter().map(|(_, n)| n).sum();
         (self.sum_nanos.load(Relaxed) as f64 / 1e9, count, buckets)
     }
+
+    /// The bucket counts now, to be added up and diffed without allocating.
+    pub fn counts(&self) -> Counts {
+        Counts(std::array::from_fn(|i| self.buckets[i].load(Relaxed)))
+    }
+}
+
+/// Bucket counts of one or more histograms at one moment: the difference of two
+/// moments is what happened between them (the histograms only ever grow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts([u64; BUCKETS]);
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        for (a, b) in self.0.iter_mut().zip(other.0) {
+            *a = a.saturating_add(b);
+        }
+    }
+
+    /// What was counted after `earlier`. Saturating: a backend gone from the sum
+    /// since then takes its counts with it.
+    pub fn since(&self, earlier: &Counts) -> Counts {
+        Counts(std::array::from_fn(|i| {
+            self.0[i].saturating_sub(earlier.0[i])
+        }))
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// The `q` quantile (0 to 1), interpolated linearly inside its bucket as
+    /// Prometheus' `histogram_quantile` does; in the +Inf bucket, the last bound.
+    /// `None` when nothing was counted.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * total as f64).max(1.0);
+        let mut below = 0u64;
+        for (i, &n) in self.0.iter().enumerate() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let Some(&upper) = BOUNDS_NANOS.get(i) else {
+                    break;
+                };
+                let lower = if i == 0 { 0 } else { BOUNDS_NANOS[i - 1] };
+                let share = (rank - below as f64) / n as f64;
+                let nanos = lower as f64 + (upper - lower) as f64 * share;
+                return Some(Duration::from_nanos(nanos as u64));
+            }
+            below += n;
+        }
+        BOUNDS_NANOS.last().map(|&n| Duration::from_nanos(n))
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +168,42 @@ mod tests {
         assert!((sum - 120.0045).abs() < 1e-9, "{sum}");
         assert_eq!(l.min(), Some(Duration::from_micros(500)));
         assert_eq!(l.max(), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn quantiles_of_counts_between_two_moments() {
+        let l = Latency::default();
+        assert_eq!(l.counts().quantile(0.95), None);
+        for _ in 0..100 {
+            l.record(200_000_000); // 200 ms: the (100, 250] ms bucket
+        }
+        let before = l.counts();
+        for _ in 0..95 {
+            l.record(1_500_000); // (1, 2.5] ms
+        }
+        for _ in 0..5 {
+            l.record(200_000_000);
+        }
+        let recent = l.counts().since(&before);
+        assert_eq!(recent.total(), 100);
+        let secs = |c: &Counts, q: f64| c.quantile(q).unwrap().as_secs_f64();
+        let close = |a: f64, b: f64| assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        // The 95th of 100 is the last of the fast ones: the top of their bucket.
+        close(secs(&recent, 0.95), 0.0025);
+        // The 90th is 90/95 of the way through it.
+        close(secs(&recent, 0.90), 0.001 + 0.0015 * 90.0 / 95.0);
+        // The 99th is 4/5 of the way through (100, 250] ms.
+        close(secs(&recent, 0.99), 0.22);
+        // Over the whole life, the slow ones weigh in.
+        close(secs(&l.counts(), 0.5), 0.1 + 0.15 * 5.0 / 105.0);
+        let mut sum = recent;
+        sum.add(&before);
+        assert_eq!(sum, l.counts());
+        // Past the last bound.
+        let slow = Latency::default();
+        slow.record(120_000_000_000);
+        assert_eq!(slow.counts().quantile(0.95), Some(Duration::from_secs(60)));
+        // A histogram that lost counts (a backend gone) reads as nothing new.
+        assert_eq!(before.since(&l.counts()).total(), 0);
     }
 }

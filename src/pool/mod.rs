@@ -4,10 +4,12 @@
 //! the lock-free `PoolView` (`view.rs`) that workers pick from.
 
 pub mod backend;
+pub mod balance;
 pub mod dns;
 pub mod events;
 pub mod health;
 pub mod latency;
+pub mod load;
 pub mod messages;
 pub mod preflight;
 pub mod view;

@@ -1,13 +1,14 @@
 //! The lock-free view workers pick from: the up backends of each site, published
-//! by the Pool through `arc-swap`, and the selection policies.
+//! by the Pool through `arc-swap`, picked from by the policy of `--host-balance`
+//! (`pool::balance`).
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::config::Balance;
 use crate::pool::backend::Backend;
+use crate::pool::balance;
 
 #[derive(Default)]
 pub struct PoolView {
@@ -26,6 +27,11 @@ impl PoolView {
         self.sites.iter().any(|s| !s.is_empty())
     }
 
+    /// The backends of `site` that are up (none for a site it does not have).
+    pub fn site(&self, site: usize) -> &[Arc<Backend>] {
+        self.sites.get(site).map_or(&[], Vec::as_slice)
+    }
+
     /// Picks a backend of the first site with one up that is not in `exclude`
     /// (the backends this request already failed on).
     pub fn pick(&self, balance: Balance, exclude: &[usize]) -> Option<Arc<Backend>> {
@@ -39,25 +45,12 @@ impl PoolView {
 fn pick_in<'a>(
     site: &'a [Arc<Backend>],
     balance: Balance,
-    exclude: &[usize],
+    exclude: &'a [usize],
 ) -> Option<&'a Arc<Backend>> {
-    let n = site.len();
-    if n == 0 {
-        return None;
-    }
-    // Starting the scan at a random place breaks remaining ties at random.
-    let start = fastrand::usize(..n);
-    let candidates = (0..n)
-        .map(|i| &site[(start + i) % n])
-        .filter(|b| !exclude.contains(&b.id));
     match balance {
-        Balance::Random => candidates.into_iter().next(),
-        Balance::Least => candidates.min_by_key(|b| {
-            (
-                b.stats.in_flight.load(Relaxed),
-                b.stats.last_finished.load(Relaxed),
-            )
-        }),
+        Balance::Least => balance::least::pick(site, exclude),
+        Balance::Random => balance::random::pick(site, exclude),
+        Balance::P2c => balance::p2c::pick(site, exclude),
     }
 }
 
@@ -66,6 +59,7 @@ mod tests {
     use super::*;
     use crate::config::endpoints::parse_endpoint;
     use crate::pool::backend::InFlight;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn backends(n: usize) -> Vec<Arc<Backend>> {
         (0..n)

@@ -3,13 +3,23 @@
 //! hears only of the backend's own) and whether another backend may try, charged
 //! to the worker's retry budget. HTTP requests (`forward`) and WebSocket upgrades
 //! (`upgrade`) differ only in how they send: each is an `Attempt`.
+//!
+//! Two more reasons to ask a second backend, each charged to the same budget:
+//! a read whose head is late is hedged (`--hedge`: the same request goes to a
+//! second backend, the first head wins, the other exchange is dropped), and an
+//! answer that says its backend sheds load (S3's `503 SlowDown`) is sent once to
+//! another backend.
 
+use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
+use futures_util::future::{select, Either};
 use log::{debug, warn};
 
+use crate::config::Balance;
+use crate::observe::metrics::{HEDGES_WON_FIRST, HEDGES_WON_HEDGE, SLOWDOWN_RETRIES};
 use crate::observe::trace::requests as trace;
 use crate::pool::backend::{Backend, InFlight};
 use crate::pool::messages::Failure;
@@ -29,6 +39,23 @@ pub trait Attempt {
 
     /// Sends the request to `backend` and waits for its answer's head.
     async fn send(&mut self, backend: &Arc<Backend>) -> Result<Self::Answer, Failed>;
+
+    /// A second attempt sending the same request while this one is in flight, for
+    /// a hedge; `None` for anything but a read without a body.
+    fn hedge(&self) -> Option<Self>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
+    /// Whether `answer` says that `backend` sheds load and that another backend
+    /// may be asked instead; tells `backend`'s stats. May read a small body ahead,
+    /// never consuming it.
+    async fn shedding(&mut self, answer: &mut Self::Answer, backend: &Backend) -> bool {
+        let _ = (answer, backend);
+        false
+    }
 }
 
 /// Why an attempt ended without an answer (made from an `upstream::Error` by `?`).
@@ -70,6 +97,43 @@ fn fault(error: &Error) -> Fault {
     }
 }
 
+/// What one try came to: the request's, and its hedge's when one was sent.
+struct Round<T> {
+    outcome: Outcome<T>,
+    /// The exchanges that failed, the last one deciding a retry.
+    failures: Vec<(Arc<Backend>, Error)>,
+    /// Hedged: whose answer it is.
+    won: Option<Won>,
+}
+
+enum Outcome<T> {
+    Answer(T, InFlight),
+    Failed,
+    Client,
+}
+
+#[derive(Clone, Copy)]
+enum Won {
+    First,
+    Hedge,
+}
+
+impl<T> Round<T> {
+    /// The round of one request, not hedged.
+    fn of(sent: Result<T, Failed>, guard: InFlight) -> Self {
+        let (outcome, failures) = match sent {
+            Ok(answer) => (Outcome::Answer(answer, guard), Vec::new()),
+            Err(Failed::Upstream(e)) => (Outcome::Failed, vec![(guard.backend().clone(), e)]),
+            Err(Failed::Client) => (Outcome::Client, Vec::new()),
+        };
+        Round {
+            outcome,
+            failures,
+            won: None,
+        }
+    }
+}
+
 /// One client request on its way to the backends.
 pub struct Attempts<'a> {
     pub req: &'a HttpRequest,
@@ -89,9 +153,18 @@ impl Attempts<'_> {
         attempt: &mut A,
     ) -> Result<(A::Answer, InFlight), HttpResponse> {
         let (req, shared) = (self.req, self.shared);
+        // The backends this request failed on or was shed by: not picked again.
         let mut failed: Vec<usize> = Vec::new();
+        // Already picked for a retry after a SlowDown.
+        let mut next: Option<Arc<Backend>> = None;
+        // One hedge, on the first try only; one SlowDown retry.
+        let mut twin = if shared.hedge { attempt.hedge() } else { None };
+        let mut shed = false;
         loop {
-            let Some(backend) = shared.view.load().pick(shared.balance, &failed) else {
+            let picked = next
+                .take()
+                .or_else(|| shared.view.load().pick(shared.balance, &failed));
+            let Some(backend) = picked else {
                 debug!(
                     "{} {}: no backend up to try ({} failed)",
                     req.method(),
@@ -101,53 +174,191 @@ impl Attempts<'_> {
                 return Err(ProxyError::BackendDown.response(self.resource));
             };
             let guard = InFlight::new(backend);
-            let backend = guard.backend();
-            trace::attempt(req, backend);
-            let error = match attempt.send(backend).await {
-                Ok(answer) => return Ok((answer, guard)),
-                Err(Failed::Upstream(e)) => e,
-                Err(Failed::Client) => return Err(ProxyError::BadRequest.response(self.resource)),
+            trace::attempt(req, guard.backend());
+            let round = match twin.take() {
+                Some(twin) => self.hedged(attempt, twin, guard, &failed).await,
+                None => Round::of(attempt.send(guard.backend()).await, guard),
             };
-            trace::failed(req, &error);
-            match fault(&error) {
-                Fault::Ours => {
-                    warn!(
-                        "{} {}: no backend connection, sidekick is out of open files: {error}",
+            let mut out_of_files = false;
+            let mut last = None;
+            for (backend, error) in round.failures {
+                trace::failed(req, &error);
+                out_of_files |= self.blame(&backend, &error);
+                failed.push(backend.id);
+                last = Some((backend, error));
+            }
+            match round.outcome {
+                Outcome::Client => return Err(ProxyError::BadRequest.response(self.resource)),
+                Outcome::Answer(mut answer, guard) => {
+                    // p2c's latency sample; not a streamed upload's, whose head waits
+                    // for the client's whole body.
+                    if shared.balance == Balance::P2c && attempt.replayable() {
+                        guard.head_received();
+                    }
+                    let backend = guard.backend();
+                    if let Some(won) = round.won {
+                        self.hedge_won(backend, won);
+                    }
+                    let shedding = attempt.shedding(&mut answer, backend).await;
+                    if !shedding || shed || !attempt.replayable() {
+                        return Ok((answer, guard));
+                    }
+                    // Another backend may have room. Without one, or without
+                    // budget, the client gets the answer as the backend sent it.
+                    failed.push(backend.id);
+                    let other = shared.view.load().pick(shared.balance, &failed);
+                    let Some(other) = other.filter(|_| self.worker.budget.try_retry()) else {
+                        return Ok((answer, guard));
+                    };
+                    SLOWDOWN_RETRIES.fetch_add(1, Relaxed);
+                    trace::slowdown(req, backend);
+                    debug!(
+                        "{} {}: {} sheds load, asking {}",
                         req.method(),
-                        self.resource
+                        self.resource,
+                        backend.name,
+                        other.name
                     );
-                    return Err(ProxyError::TooManyConnections.response(self.resource));
+                    shed = true;
+                    next = Some(other);
+                    // The shed answer goes here: a body still unread closes its
+                    // connection.
                 }
-                Fault::Race => {
-                    backend.stats.failures.fetch_add(1, Relaxed);
+                Outcome::Failed => {
+                    let Some((backend, error)) = last else {
+                        return Err(ProxyError::BadGateway.response(self.resource));
+                    };
+                    if out_of_files {
+                        return Err(ProxyError::TooManyConnections.response(self.resource));
+                    }
+                    let retry = attempt.replayable()
+                        && failed.len() <= shared.max_retries
+                        && retry::is_safe(req.method(), &error)
+                        && self.worker.budget.try_retry();
+                    if !retry {
+                        warn!(
+                            "{} {} failed on {}: {error}",
+                            req.method(),
+                            self.resource,
+                            backend.name
+                        );
+                        return Err(ProxyError::BadGateway.response(self.resource));
+                    }
+                    backend.stats.retries.fetch_add(1, Relaxed);
+                    debug!(
+                        "retrying {} {} after {}: {error}",
+                        req.method(),
+                        self.resource,
+                        backend.name
+                    );
                 }
-                Fault::Backend => shared.pool.do_send(Failure {
-                    id: backend.id,
-                    error: error.to_string(),
-                }),
             }
-            failed.push(backend.id);
-            let retry = attempt.replayable()
-                && failed.len() <= shared.max_retries
-                && retry::is_safe(req.method(), &error)
-                && self.worker.budget.try_retry();
-            if !retry {
-                warn!(
-                    "{} {} failed on {}: {error}",
-                    req.method(),
-                    self.resource,
-                    backend.name
-                );
-                return Err(ProxyError::BadGateway.response(self.resource));
-            }
-            backend.stats.retries.fetch_add(1, Relaxed);
-            debug!(
-                "retrying {} {} after {}: {error}",
-                req.method(),
-                self.resource,
-                backend.name
-            );
         }
+    }
+
+    /// Tells the Pool of a failed exchange when the backend is to blame; true when
+    /// sidekick is out of open files.
+    fn blame(&self, backend: &Backend, error: &Error) -> bool {
+        match fault(error) {
+            Fault::Ours => {
+                warn!(
+                    "{} {}: no backend connection, sidekick is out of open files: {error}",
+                    self.req.method(),
+                    self.resource
+                );
+                return true;
+            }
+            Fault::Race => {
+                backend.stats.failures.fetch_add(1, Relaxed);
+            }
+            Fault::Backend => self.shared.pool.do_send(Failure {
+                id: backend.id,
+                error: error.to_string(),
+            }),
+        }
+        false
+    }
+
+    /// Sends the request, and when its head is late (`hedge::Delays`) the same
+    /// request to a second backend too, if one is up and the budget allows. The
+    /// first head wins; the other exchange is dropped, which closes its connection
+    /// (an exchange owns its connection until it hands over a head, so none goes
+    /// back to the idle pool half-read), and its backend is not blamed: late is not
+    /// failed. Both in-flight counts are held while both are pending. When one fails
+    /// the other's answer is awaited.
+    async fn hedged<A: Attempt>(
+        &self,
+        attempt: &mut A,
+        mut twin: A,
+        first: InFlight,
+        exclude: &[usize],
+    ) -> Round<A::Answer> {
+        let shared = self.shared;
+        let b1 = first.backend().clone();
+        let delay = {
+            let view = shared.view.load();
+            self.worker.hedge_delays.delay(b1.site, view.site(b1.site))
+        };
+        let mut sending = pin!(attempt.send(&b1));
+        let late = pin!(actix_rt::time::sleep(delay));
+        if let Either::Left((sent, _)) = select(sending.as_mut(), late).await {
+            return Round::of(sent, first);
+        }
+        let mut others = exclude.to_vec();
+        others.push(b1.id);
+        // Within the site: a later site is there for when this one is down, and
+        // a hedge is a guess.
+        let b2 = shared.view.load().pick(shared.balance, &others);
+        let b2 = b2.filter(|b2| b2.site == b1.site && self.worker.budget.try_retry());
+        let Some(b2) = b2 else {
+            return Round::of(sending.await, first);
+        };
+        debug!(
+            "{} {}: no answer from {} after {delay:?}, hedging on {}",
+            self.req.method(),
+            self.resource,
+            b1.name,
+            b2.name
+        );
+        let second = InFlight::new(b2.clone());
+        let hedging = pin!(twin.send(&b2));
+        let (won, sent, failures) = match select(sending, hedging).await {
+            Either::Left((Ok(answer), _)) => (Won::First, Ok(answer), Vec::new()),
+            Either::Right((Ok(answer), _)) => (Won::Hedge, Ok(answer), Vec::new()),
+            Either::Left((Err(Failed::Upstream(e)), hedging)) => (
+                Won::Hedge,
+                hedging.await,
+                vec![(first.backend().clone(), e)],
+            ),
+            Either::Right((Err(Failed::Upstream(e)), sending)) => (
+                Won::First,
+                sending.await,
+                vec![(second.backend().clone(), e)],
+            ),
+            Either::Left((Err(Failed::Client), _)) | Either::Right((Err(Failed::Client), _)) => {
+                (Won::First, Err(Failed::Client), Vec::new())
+            }
+        };
+        let guard = match won {
+            Won::First => first,
+            Won::Hedge => second,
+        };
+        let mut round = Round::of(sent, guard);
+        round.failures.splice(0..0, failures);
+        if matches!(round.outcome, Outcome::Answer(..)) {
+            round.won = Some(won);
+        }
+        round
+    }
+
+    /// A hedged request got its answer from `backend`: counted, and traced.
+    fn hedge_won(&self, backend: &Arc<Backend>, won: Won) {
+        let (counter, label) = match won {
+            Won::First => (&HEDGES_WON_FIRST, "first"),
+            Won::Hedge => (&HEDGES_WON_HEDGE, "hedge"),
+        };
+        counter.fetch_add(1, Relaxed);
+        trace::hedged(self.req, backend, label);
     }
 }
 

@@ -1,23 +1,27 @@
 //! Sending one HTTP request to a backend: the head written by the header rules, the
 //! body as read ahead or streamed; the retry engine (`attempts`) picks the backend
-//! and retries elsewhere when that is safe.
+//! and retries elsewhere when that is safe. A read without a body can be sent twice
+//! at once (a hedge), and an answer shedding load (`429`, S3's `503 SlowDown`) is
+//! told to the backend's stats; SlowDown may go to another backend.
 
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use actix_web::http::{Method, Version};
+use actix_web::http::{Method, StatusCode, Version};
 use actix_web::{HttpRequest, HttpResponse};
 use futures_util::future::{select, Either};
 
 use crate::conn::conn_info::ConnInfo;
 use crate::pool::backend::{Backend, InFlight};
+use crate::pool::load::retry_after;
 use crate::proxy::attempts::{Attempt, Attempts, Failed};
 use crate::proxy::headers::{self, Target};
 use crate::proxy::request_body::Upload;
 use crate::proxy::retry;
 use crate::proxy::shared::{Shared, Worker};
+use crate::proxy::slowdown;
 use crate::upstream::request::Body;
 use crate::upstream::Response;
 
@@ -49,7 +53,7 @@ impl Exchange<'_> {
         let req = self.req;
         let mut http = Http {
             ex: self,
-            body,
+            body: Some(body),
             upload,
             extra,
             head_request: req.method() == Method::HEAD,
@@ -73,7 +77,8 @@ impl Exchange<'_> {
 /// An HTTP request as the retry engine sends it.
 struct Http<'a, 'x> {
     ex: &'a Exchange<'x>,
-    body: &'a mut Body,
+    /// `None`: no body (a hedge, which holds none of the client's).
+    body: Option<&'a mut Body>,
     upload: Option<&'a Upload>,
     extra: Option<(&'a str, &'a str)>,
     head_request: bool,
@@ -85,12 +90,51 @@ impl Attempt for Http<'_, '_> {
     type Answer = Response;
 
     fn replayable(&self) -> bool {
-        self.body.replayable()
+        self.body.as_deref().map_or(true, Body::replayable)
+    }
+
+    /// Only a GET or HEAD without a body: nothing but the head is sent, so the two
+    /// exchanges share nothing of the client's, and sending it twice is harmless.
+    fn hedge(&self) -> Option<Self> {
+        let read = matches!(*self.ex.req.method(), Method::GET | Method::HEAD);
+        (read && self.bodiless() && self.upload.is_none()).then_some(Http {
+            ex: self.ex,
+            body: None,
+            upload: None,
+            extra: self.extra,
+            head_request: self.head_request,
+            idempotent: self.idempotent,
+            authority: self.authority,
+        })
+    }
+
+    /// A `429` or a `503 SlowDown` says the backend sheds load; only SlowDown, to
+    /// an idempotent request without a body, may go to another backend (a `429` is
+    /// as often a limit on this client, which another node would enforce too).
+    async fn shedding(&mut self, answer: &mut Response, backend: &Backend) -> bool {
+        match answer.head.status {
+            // Noted as shedding when it reaches the client (`respond`).
+            StatusCode::TOO_MANY_REQUESTS => false,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                if !slowdown::is_slowdown(answer, self.head_request).await {
+                    return false;
+                }
+                // Also when retried elsewhere, so it never reaches `respond`.
+                backend.stats.shedding(retry_after(&answer.head.headers));
+                self.idempotent && self.bodiless()
+            }
+            _ => false,
+        }
     }
 
     async fn send(&mut self, backend: &Arc<Backend>) -> Result<Response, Failed> {
         let ex = self.ex;
-        if let Body::Buffered { bytes, .. } = &self.body {
+        let mut none = Body::None;
+        let body = match &mut self.body {
+            Some(body) => &mut **body,
+            None => &mut none,
+        };
+        if let Body::Buffered { bytes, .. } = body {
             backend
                 .stats
                 .rx_bytes
@@ -102,17 +146,14 @@ impl Attempt for Http<'_, '_> {
             peer: ex.conn.and_then(|c| c.peer.as_ref()),
             authority: self.authority,
             backend: backend.endpoint.authority.as_str(),
-            framing: self.body.framing(),
+            framing: body.framing(),
             extra: self.extra,
         };
         let head = |local: Option<&str>| headers::request_head(ex.req.headers(), &target, local);
-        let exchange = ex.worker.upstream.exchange(
-            backend,
-            head,
-            self.body,
-            self.head_request,
-            self.idempotent,
-        );
+        let exchange =
+            ex.worker
+                .upstream
+                .exchange(backend, head, body, self.head_request, self.idempotent);
         let Some(upload) = self.upload else {
             return Ok(exchange.await?);
         };
@@ -124,5 +165,11 @@ impl Attempt for Http<'_, '_> {
             Either::Right(_) => Err(Failed::Client),
         };
         sent
+    }
+}
+
+impl Http<'_, '_> {
+    fn bodiless(&self) -> bool {
+        matches!(self.body.as_deref(), None | Some(Body::None))
     }
 }

@@ -11,8 +11,8 @@ use crate::cache::Cache;
 use crate::config::{Balance, Config};
 use crate::pool::view::SharedView;
 use crate::pool::Pool;
-use crate::proxy::retry;
 use crate::proxy::validate::Limits;
+use crate::proxy::{hedge, retry};
 use crate::upstream::Upstream;
 
 /// Settings and state every worker shares.
@@ -22,6 +22,8 @@ pub struct Shared {
     pub balance: Balance,
     pub limits: Limits,
     pub max_retries: usize,
+    /// `--hedge`: late reads are sent to a second backend too.
+    pub hedge: bool,
     pub retry_buffer: u64,
     pub max_5xx: u32,
     pub upgrade_idle_timeout: Duration,
@@ -44,6 +46,7 @@ impl Shared {
                 max_headers: usize::from(cfg.max_headers),
             },
             max_retries: cfg.max_retries as usize,
+            hedge: cfg.hedge,
             retry_buffer: cfg.retry_buffer,
             max_5xx: cfg.max_5xx,
             upgrade_idle_timeout: cfg.upgrade_idle_timeout,
@@ -52,8 +55,8 @@ impl Shared {
     }
 }
 
-/// What each worker owns: its backend client, its cache store client and its retry
-/// budget.
+/// What each worker owns: its backend client, its cache store client, its retry
+/// budget and its hedge delays.
 pub struct Worker {
     pub upstream: Rc<Upstream>,
     /// A client of its own: pooled connections are kept by node id, and the ids of
@@ -61,6 +64,7 @@ pub struct Worker {
     /// send a client's request on a connection to the store, or the reverse.
     pub cache_upstream: Rc<Upstream>,
     pub budget: retry::Budget,
+    pub hedge_delays: hedge::Delays,
 }
 
 impl Worker {
@@ -69,6 +73,7 @@ impl Worker {
             upstream: Rc::new(Upstream::new(cfg)),
             cache_upstream: Rc::new(Upstream::for_cache_store(cfg)),
             budget: retry::Budget::new(cfg.retry_budget),
+            hedge_delays: hedge::Delays::default(),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (length, chunked or until close) straight out of the connection's read buffer,
 //! and the connection handed back to the worker's idle pool once it is read whole.
 
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -46,6 +47,76 @@ impl ResponseBody {
             idle,
             backend,
             read_size: FIRST_READ,
+        }
+    }
+
+    /// The rest of a body of announced length, at most `max` bytes, read straight
+    /// into one buffer (no copy per read): for callers that keep a body whole anyway.
+    /// `None` when the framing announces no length or more than `max`.
+    pub async fn whole(&mut self, max: usize) -> Option<Result<Bytes, PayloadError>> {
+        let Decoder::Length(left) = self.decoder else {
+            return None;
+        };
+        let left = usize::try_from(left).ok().filter(|&n| n <= max)?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Some(Ok(Bytes::new()));
+        };
+        conn.buf.reserve(left.saturating_sub(conn.buf.len()));
+        while conn.buf.len() < left {
+            let read = poll_fn(|cx| poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf)).await;
+            match read {
+                Ok(0) => {
+                    self.conn = None;
+                    return Some(Err(PayloadError::Incomplete(None)));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Some(Err(PayloadError::Io(e)));
+                }
+            }
+        }
+        let data = conn.buf.split_to(left).freeze();
+        self.decoder = Decoder::Length(0);
+        self.finish();
+        Some(Ok(data))
+    }
+
+    /// The whole body, read ahead into the connection's buffer and decoded from a
+    /// copy, so that the stream still yields every byte as the backend sent it.
+    /// `None` when it takes more than `max` bytes on the wire, is framed by the
+    /// connection's end, or the backend stops sending before its end (the stream
+    /// then ends as it would have). Meant for small error bodies: each read decodes
+    /// what is buffered again.
+    pub async fn peek_whole(&mut self, max: usize) -> Option<Bytes> {
+        poll_fn(|cx| self.poll_peek(cx, max)).await
+    }
+
+    fn poll_peek(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Option<Bytes>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let mut decoder = self.decoder.clone();
+            let mut buf = conn.buf.clone();
+            let mut body = BytesMut::new();
+            loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Decoded::Data(bytes)) => body.extend_from_slice(&bytes),
+                    Ok(Decoded::Done) => return Poll::Ready(Some(body.freeze())),
+                    Ok(Decoded::More) => break,
+                    Err(_) => return Poll::Ready(None),
+                }
+            }
+            if conn.buf.len() >= max || matches!(self.decoder, Decoder::Close) {
+                return Poll::Ready(None);
+            }
+            conn.buf.reserve(max - conn.buf.len());
+            match poll_read_buf(Pin::new(&mut conn.io), cx, &mut conn.buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => {}
+            }
         }
     }
 
@@ -115,7 +186,7 @@ pub enum Decoded {
     Done,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Decoder {
     Length(u64),
     Chunked(Chunked),

@@ -159,7 +159,7 @@ fn hints_name_the_close_flag_the_valid_values_and_the_ellipses() {
             &["--host-balance", "rr", "http://a"],
             &[
                 "error: invalid value 'rr' for '--host-balance <HOST_BALANCE>'",
-                "  valid values: least, random",
+                "  valid values: least, random, p2c",
                 SEE_HELP,
             ],
         ),
@@ -168,7 +168,7 @@ fn hints_name_the_close_flag_the_valid_values_and_the_ellipses() {
             &[
                 "error: invalid value 'randon' for '--host-balance <HOST_BALANCE>'",
                 "  did you mean `random`?",
-                "  valid values: least, random",
+                "  valid values: least, random, p2c",
                 SEE_HELP,
             ],
         ),

@@ -31,6 +31,10 @@ pub struct Event {
     pub bytes_out: u64,
     /// What the cache made of the request (`X-Cache`), when the cache is on.
     pub cache: Option<&'static str>,
+    /// The request was hedged (`--hedge`): whose answer was used, `first` or `hedge`.
+    pub hedged: Option<&'static str>,
+    /// The backend that answered `503 SlowDown`, after which another one was asked.
+    pub slowdown: Option<String>,
     pub request_headers: Option<Vec<(String, String)>>,
     pub response_headers: Option<Vec<(String, String)>>,
 }
@@ -46,7 +50,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 /// `TIME CLIENT METHOD PATH STATUS BACKEND DURATION in=N out=N [cache=HIT]
-/// [error="…"]`, then with
+/// [hedged=first|hedge] [slowdown=BACKEND] [error="…"]`, then with
 /// `--debug` one `> name: value` line per request header and `< name: value` per
 /// response header. Health checks show `health` for the client.
 pub fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
@@ -69,6 +73,12 @@ pub fn write_text(out: &mut impl Write, e: &Event) -> std::io::Result<()> {
     )?;
     if let Some(cache) = e.cache {
         write!(out, " cache={cache}")?;
+    }
+    if let Some(won) = e.hedged {
+        write!(out, " hedged={won}")?;
+    }
+    if let Some(shed) = &e.slowdown {
+        write!(out, " slowdown={shed}")?;
     }
     if let Some(error) = &e.error {
         write!(out, " error={error:?}")?;
@@ -155,6 +165,12 @@ pub fn to_json(e: &Event) -> Value {
         if let Some(cache) = e.cache {
             map.insert("cache".into(), cache.into());
         }
+        if let Some(won) = e.hedged {
+            map.insert("hedged".into(), won.into());
+        }
+        if let Some(shed) = &e.slowdown {
+            map.insert("slowdown".into(), shed.as_str().into());
+        }
         if let Some(h) = headers(&e.request_headers) {
             map.insert("request_headers".into(), h);
         }
@@ -183,6 +199,8 @@ pub fn sample(status: u16) -> Event {
         bytes_in: 3,
         bytes_out: 7,
         cache: None,
+        hedged: None,
+        slowdown: None,
         request_headers: None,
         response_headers: None,
     }
@@ -227,6 +245,24 @@ mod tests {
         assert!(v.get("request_headers").is_none());
         assert_eq!(to_json(&sample(299))["statusMsg"], "");
         assert_eq!(to_json(&sample(404))["statusMsg"], "Not Found");
+        assert!(v.get("hedged").is_none() && v.get("slowdown").is_none());
+    }
+
+    #[test]
+    fn hedged_and_slowdown_requests_say_so() {
+        let mut e = sample(200);
+        e.hedged = Some("hedge");
+        e.slowdown = Some("http://h2:9000".into());
+        let mut out = Vec::new();
+        write_text(&mut out, &e).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1970-01-01T00:00:00.000Z 127.0.0.1:5000 GET /b/k 200 http://h1:9000 1.5ms in=3 out=7 \
+             hedged=hedge slowdown=http://h2:9000\n"
+        );
+        let v = to_json(&e);
+        assert_eq!(v["hedged"], "hedge");
+        assert_eq!(v["slowdown"], "http://h2:9000");
     }
 
     #[test]

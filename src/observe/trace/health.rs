@@ -58,6 +58,8 @@ impl HealthTrace {
             bytes_in: 0,
             bytes_out: 0,
             cache: None,
+            hedged: None,
+            slowdown: None,
             request_headers: None,
             response_headers: None,
         });

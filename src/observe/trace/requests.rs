@@ -28,16 +28,54 @@ use crate::pool::backend::Backend;
 struct Served {
     backend: Arc<Backend>,
     error: Option<String>,
+    /// Whose answer a hedged request used.
+    hedged: Option<&'static str>,
+    /// The backend that shed the request (`503 SlowDown`).
+    slowdown: Option<String>,
 }
 
-/// The proxy picked `backend` for the request (again, on a retry).
+/// The proxy picked `backend` for the request (again, on a retry: the error before
+/// goes, what was noted of a hedge or a SlowDown stays).
 #[inline]
 pub fn attempt(req: &HttpRequest, backend: &Arc<Backend>) {
     if requests_on() {
-        req.extensions_mut().insert(Served {
-            backend: backend.clone(),
-            error: None,
-        });
+        let mut ext = req.extensions_mut();
+        match ext.get_mut::<Served>() {
+            Some(served) => {
+                served.backend = backend.clone();
+                served.error = None;
+            }
+            None => {
+                ext.insert(Served {
+                    backend: backend.clone(),
+                    error: None,
+                    hedged: None,
+                    slowdown: None,
+                });
+            }
+        }
+    }
+}
+
+/// The request was hedged and `backend`'s answer is used: the first request's or
+/// the hedge's (`won`). An error of the other one is not the request's.
+#[inline]
+pub fn hedged(req: &HttpRequest, backend: &Arc<Backend>, won: &'static str) {
+    if requests_on() {
+        attempt(req, backend);
+        if let Some(served) = req.extensions_mut().get_mut::<Served>() {
+            served.hedged = Some(won);
+        }
+    }
+}
+
+/// `backend` answered `503 SlowDown`, and the request goes to another one.
+#[inline]
+pub fn slowdown(req: &HttpRequest, backend: &Backend) {
+    if requests_on() {
+        if let Some(served) = req.extensions_mut().get_mut::<Served>() {
+            served.slowdown = Some(backend.name.clone());
+        }
     }
 }
 
@@ -80,7 +118,11 @@ pub async fn middleware(
     });
     let req = ServiceRequest::from_parts(http_req, Payload::from(counted));
     let res = next.call(req).await?;
-    let served = res.request().extensions_mut().remove::<Served>();
+    let mut served = res.request().extensions_mut().remove::<Served>();
+    let (hedged, slowdown) = match served.as_mut() {
+        Some(s) => (s.hedged, s.slowdown.take()),
+        None => (None, None),
+    };
     let event = Event {
         kind: Kind::Request,
         time,
@@ -96,6 +138,8 @@ pub async fn middleware(
         bytes_in: 0,
         bytes_out: 0,
         cache: cache_result(res.headers()),
+        hedged,
+        slowdown,
         request_headers,
         response_headers: tracer.debug.then(|| redact_headers(res.headers())),
     };

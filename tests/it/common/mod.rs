@@ -2,8 +2,8 @@
 //! what reaches them, a raw client that sees exactly what sidekick sends back, TLS
 //! material, a Garage S3 cluster, an S3-like raw origin, boto3 as a helper process,
 //! the cache store of the S3 shared cache, a raw one with conditional writes and a
-//! raw one that lies (these raw servers share one accept and request loop). Tests
-//! `use common::*`.
+//! raw one that lies (these raw servers share one accept and request loop), and raw
+//! backends whose every answer a test scripts. Tests `use common::*`.
 #![allow(dead_code)]
 
 mod backend;
@@ -18,6 +18,7 @@ mod pattern;
 mod process;
 pub mod raw_server;
 mod scrape;
+mod scripted;
 pub mod tls;
 mod tools;
 
@@ -26,5 +27,6 @@ pub use client::*;
 pub use pattern::*;
 pub use process::*;
 pub use scrape::*;
+pub use scripted::*;
 #[allow(unused_imports)] // not every test binary drives a tool
 pub use tools::*;
