@@ -38,7 +38,7 @@ from pathlib import Path
 from harness.backends import Backend, serve_put_sink
 from harness.figures import FIGURE_FUNCTIONS
 from harness.instr import PROXIES as INSTR_PROXIES
-from harness.instr import keep_dumps, run_instr
+from harness.instr import carry_over, keep_dumps, run_instr
 from harness.processes import TMP_DIRS, cleanup, on_signal
 from harness.proxies import Proxy
 from harness.report import report
@@ -164,6 +164,8 @@ def main():
         cleanup()
 
     text = report(ctx, args)
+    if output.exists():
+        text = carry_over(output.read_text(), text)
     output.write_text(text)
     print("\n" + text)
     print(f"wrote {output} in {time.monotonic() - started:.0f} s")

@@ -231,6 +231,24 @@ def run_instr(ctx, names):
     return text
 
 
+SECTION = "## Instructions per request"
+
+
+def carry_over(old, new):
+    """`new`, a report run.py is about to write over `old`, with `old`'s
+    instruction section kept: --instr writes no report, the section is kept by
+    hand."""
+    start = old.find("\n" + SECTION)
+    if start < 0 or SECTION in new:
+        return new
+    end = old.find("\n## ", start + 1)
+    section = old[start:] if end < 0 else old[start:end]
+    at = new.find("\n## Setup")
+    if at < 0:
+        return new.rstrip("\n") + "\n" + section.rstrip("\n") + "\n"
+    return new[:at] + section.rstrip("\n") + "\n" + new[at:]
+
+
 def keep_dumps(ctx, where):
     """Copies the callgrind dumps out of the run's temporary directory."""
     where.mkdir(parents=True, exist_ok=True)
