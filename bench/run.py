@@ -3,6 +3,7 @@
 
     python3 bench/run.py          # full run, writes bench/RESULTS.md
     python3 bench/run.py --quick  # short run (CI): bench/RESULTS-quick.md
+    python3 bench/run.py --instr  # instructions per request (callgrind)
 
 Installs the tools it needs (nginx-light, haproxy, wrk, curl) with apt-get
 when they are missing, builds sidekick with `cargo build --release`, starts
@@ -31,6 +32,11 @@ Useful while developing: --only direct,nginx,haproxy (no sidekick needed),
 --sidekick-bin PATH. A run that is not a complete full one writes
 bench/RESULTS-quick.md or bench/RESULTS-partial.md instead of
 bench/RESULTS.md.
+
+--instr counts instead the user-space instructions sidekick, HAProxy and
+nginx each spend per proxied small keep-alive GET, on one thread under
+valgrind's callgrind (harness/instr.py says how), and sidekick's costliest
+functions; it prints them and writes only what --output names.
 """
 
 import argparse
@@ -45,6 +51,8 @@ from pathlib import Path
 
 from harness.backends import Backend, serve_put_sink
 from harness.figures import FIGURE_FUNCTIONS
+from harness.instr import PROXIES as INSTR_PROXIES
+from harness.instr import carry_over, keep_dumps, run_instr
 from harness.processes import TMP_DIRS, cleanup, on_signal
 from harness.proxies import Proxy
 from harness.report import report
@@ -77,9 +85,15 @@ def parse_args():
                         help="benchmark this sidekick binary (no build)")
     parser.add_argument("--output", type=Path,
                         help="where to write the Markdown report")
+    parser.add_argument("--instr", action="store_true",
+                        help="instructions per request under callgrind "
+                        "(--only picks from " + ",".join(INSTR_PROXIES) + ")")
+    parser.add_argument("--keep-dumps", type=Path, metavar="DIR",
+                        help="with --instr: copy the callgrind dumps to DIR")
     parser.add_argument("--put-sink", metavar="PORTS", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    for attr, allowed in (("only", PROXIES), ("figures", FIGURES),
+    proxies = INSTR_PROXIES if args.instr else PROXIES
+    for attr, allowed in (("only", proxies), ("figures", FIGURES),
                           ("tail_variants", TAIL_KEYS)):
         value = getattr(args, attr)
         chosen = value.split(",") if value else list(allowed)
@@ -130,6 +144,8 @@ def main():
             ctx.skipped.append(f"sidekick, sidekick-default: {reason}")
             names = [n for n in names if not n.startswith("sidekick")]
 
+    if args.instr:
+        return instr(ctx, args, names)
     complete = names == PROXIES and args.figures_list == FIGURES \
         and args.tail_variants_list == TAIL_KEYS
     output = args.output or BENCH / (
@@ -172,12 +188,30 @@ def main():
         cleanup()
 
     text = report(ctx, args)
+    if output.exists():
+        text = carry_over(output.read_text(), text)
     output.write_text(text)
     print("\n" + text)
     print(f"wrote {output} in {time.monotonic() - started:.0f} s")
     if ctx.errors:
         print(f"{len(ctx.errors)} measurement(s) failed", file=sys.stderr)
         return 1
+    return 0
+
+
+def instr(ctx, args, names):
+    ctx.gen_cpu, ctx.proxy_cpu = cpu_layout()
+    ctx.nginx_user = "user root;" if os.geteuid() == 0 else ""
+    try:
+        ctx.dir = Path(tempfile.mkdtemp(prefix="sidekick-instr-"))
+        TMP_DIRS.append(ctx.dir)
+        text = run_instr(ctx, names)
+        if args.keep_dumps:
+            keep_dumps(ctx, args.keep_dumps)
+    finally:
+        cleanup()
+    if args.output:
+        args.output.write_text(text + "\n")
     return 0
 
 

@@ -14,14 +14,14 @@ APT_PACKAGES = ["nginx-light", "haproxy", "wrk", "curl", "openssl"]
 TOOLS = ["nginx", "haproxy", "wrk", "curl", "taskset", "openssl"]
 
 
-def ensure_tools():
-    missing = [t for t in TOOLS if shutil.which(t) is None]
+def ensure_tools(tools=TOOLS, packages=APT_PACKAGES):
+    missing = [t for t in tools if shutil.which(t) is None]
     if not missing:
         return
     if os.geteuid() != 0:
         sys.exit(f"missing {', '.join(missing)}; run as root or: "
-                 f"apt-get install -y {' '.join(APT_PACKAGES)}")
-    print(f"installing {' '.join(APT_PACKAGES)} (missing: "
+                 f"apt-get install -y {' '.join(packages)}")
+    print(f"installing {' '.join(packages)} (missing: "
           f"{', '.join(missing)})", flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     # Stop the packages' maintainer scripts from starting system nginx and
@@ -33,7 +33,7 @@ def ensure_tools():
         policy.chmod(0o755)
     try:
         subprocess.run(["apt-get", "update"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y"] + APT_PACKAGES,
+        subprocess.run(["apt-get", "install", "-y"] + packages,
                        check=True, env=env)
     finally:
         if added_policy:
