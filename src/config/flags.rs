@@ -50,7 +50,7 @@ pub struct Cli {
     pub health_timeout: Duration,
 
     /// How to pick a backend among the up ones of a site
-    #[arg(long, env = "SIDEKICK_HOST_BALANCE", value_enum, default_value_t = Balance::Least)]
+    #[arg(long, env = "SIDEKICK_HOST_BALANCE", value_enum, default_value_t = Balance::P2c)]
     pub host_balance: Balance,
 
     /// Disable TLS certificate verification of https backends

@@ -96,7 +96,7 @@ mod tests {
         assert_eq!(c.read_health_path, "/health/ready");
         assert_eq!(c.health_duration, Duration::from_secs(5));
         assert_eq!(c.health_timeout, Duration::from_secs(10));
-        assert_eq!(c.balance, Balance::Least);
+        assert_eq!(c.balance, Balance::P2c);
         assert_eq!(c.sites[0].len(), 4);
     }
 
