@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-
 use crate::config::endpoints::Endpoint;
 use crate::pool::latency::Latency;
 use crate::pool::load::Load;
