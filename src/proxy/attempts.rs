@@ -176,7 +176,9 @@ impl Attempts<'_> {
             let guard = InFlight::new(backend);
             trace::attempt(req, guard.backend());
             let round = match twin.take() {
-                Some(twin) => self.hedged(attempt, twin, guard, &failed).await,
+                // Boxed: it holds two exchanges, which would double every request's
+                // state, hedged or not.
+                Some(twin) => Box::pin(self.hedged(attempt, twin, guard, &failed)).await,
                 None => Round::of(attempt.send(guard.backend()).await, guard),
             };
             let mut out_of_files = false;

@@ -150,15 +150,18 @@ impl Attempt for Http<'_, '_> {
             extra: self.extra,
         };
         let head = |local: Option<&str>| headers::request_head(ex.req.headers(), &target, local);
-        let exchange =
-            ex.worker
-                .upstream
-                .exchange(backend, head, body, self.head_request, self.idempotent);
+        let upstream = &ex.worker.upstream;
+        let (head_request, idempotent) = (self.head_request, self.idempotent);
+        // Made where it is awaited: a future kept in a variable first would take
+        // room of its own in this one's state too.
         let Some(upload) = self.upload else {
-            return Ok(exchange.await?);
+            return Ok(upstream
+                .exchange(backend, head, body, head_request, idempotent)
+                .await?);
         };
+        let exchange = pin!(upstream.exchange(backend, head, body, head_request, idempotent));
         let broken = poll_fn(|cx| upload.poll_broken(cx));
-        let sent = match select(pin!(exchange), pin!(broken)).await {
+        let sent = match select(exchange, pin!(broken)).await {
             Either::Left((sent, _)) => Ok(sent?),
             // actix drops the connection right after it finds a chunk malformed: the
             // 400 must be written now, not once the backend has read what came before.

@@ -67,8 +67,10 @@ async fn answer(
     };
     // Once per client request, however many backends it tries: the budget's share.
     worker.budget.request();
+    // The rarer paths are boxed: an async fn's state is as large as its largest
+    // branch, and actix moves the handler's whole state once per request.
     if websocket {
-        return forward_upgrade(req, payload, shared, worker).await;
+        return Box::pin(forward_upgrade(req, payload, shared, worker)).await;
     }
     let Some(path) = req.uri().path_and_query() else {
         return ProxyError::BadRequest.response(req.path());
@@ -88,7 +90,13 @@ async fn answer(
         worker,
     };
     if let Some(cache) = &shared.cache {
-        return crate::proxy::cached::answer(&exchange, cache, &mut body, upload.as_ref()).await;
+        return Box::pin(crate::proxy::cached::answer(
+            &exchange,
+            cache,
+            &mut body,
+            upload.as_ref(),
+        ))
+        .await;
     }
     match exchange.forward(&mut body, upload.as_ref(), None).await {
         Ok((res, guard)) => respond(head_request, res, guard, shared, None),

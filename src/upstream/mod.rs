@@ -117,8 +117,15 @@ impl Upstream {
             let pooled = self.idle.take(backend.id(), fresh);
             let (mut conn, reused) = match pooled {
                 Some(conn) => (conn, true),
+                // Boxed: connecting (name lookup, TLS handshake) takes more room
+                // than the rest of the exchange, which mostly rides a kept connection.
                 None => (
-                    Conn::open(Dest::of(backend), self.tls.as_ref(), self.connect_timeout).await?,
+                    Box::pin(Conn::open(
+                        Dest::of(backend),
+                        self.tls.as_ref(),
+                        self.connect_timeout,
+                    ))
+                    .await?,
                     false,
                 ),
             };
