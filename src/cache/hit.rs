@@ -1,15 +1,19 @@
 //! Serving a hit: the stored spans (whole blocks, pieces) that cover the requested
 //! bytes, each checked whole before a byte of it is sent. The spans of the first
 //! 8 MiB (at least two) are read and checked before the head goes out, so that one
-//! missing or corrupt then is a miss (the origin answers). Later ones are read ahead
-//! as the first are sent, a few at a time; one that fails then cuts the connection,
-//! and the metadata is overwritten so that the next reader refills the object
-//! instead of meeting the same span.
+//! missing or corrupt then is a miss (the origin answers). Later ones are read
+//! ahead, 8 MiB of them (at least one span) while one is sent, each on a task of its
+//! own; one that fails then cuts the connection, and the metadata is overwritten so
+//! that the next reader refills the object instead of meeting the same span.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use actix_rt::task::JoinHandle;
 use actix_web::error::PayloadError;
 use bytes::Bytes;
 use futures_util::stream::{self, Stream, StreamExt, TryStreamExt};
@@ -72,8 +76,14 @@ pub async fn open(
         .map(move |part| {
             let (cache, up, meta, version) =
                 (cache.clone(), up.clone(), meta.clone(), version.clone());
+            let ahead = {
+                let (cache, up, meta) = (cache.clone(), up.clone(), meta.clone());
+                Ahead(actix_rt::spawn(async move {
+                    read(&cache, &up, &version, &meta, part).await
+                }))
+            };
             async move {
-                match read(&cache, &up, &version, &meta, part).await {
+                match ahead.await {
                     Ok(data) => Ok(data),
                     Err(e) => {
                         forget(&cache, &up, &meta).await;
@@ -82,12 +92,34 @@ pub async fn open(
                 }
             }
         })
-        .buffered(in_flight);
+        // The span being sent and `in_flight` read ahead of it.
+        .buffered(in_flight + 1);
     Ok(stream::iter(checked.into_iter().map(Ok))
         .chain(rest)
         .inspect_ok(|data| {
             STATS.from_cache.fetch_add(data.len() as u64, Relaxed);
         }))
+}
+
+/// A span read ahead on a task of its own: the client's connection polls the body
+/// only when it has room to write, so a read polled from there would stall while
+/// the span before it is being sent. Stopped when the reader goes first.
+struct Ahead(JoinHandle<Result<Bytes, Miss>>);
+
+impl Future for Ahead {
+    type Output = Result<Bytes, Miss>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|done| done.unwrap_or_else(|e| Err(format!("read ahead: {e}"))))
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A span went bad after the head was sent (expired by the bucket's lifecycle rule,
