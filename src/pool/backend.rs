@@ -209,3 +209,14 @@ impl Drop for InFlight {
         }
     }
 }
+
+/// `n` backends of one site, `http://h0:9000`…, ids 0…: for the policies' tests.
+#[cfg(test)]
+pub fn test_backends(n: usize) -> Vec<Arc<Backend>> {
+    (0..n)
+        .map(|i| {
+            let ep = crate::config::endpoints::parse_endpoint(&format!("http://h{i}:9000"));
+            Arc::new(Backend::new(i, 0, ep.unwrap(), String::new()))
+        })
+        .collect()
+}

@@ -57,18 +57,9 @@ fn pick_in<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::endpoints::parse_endpoint;
+    use crate::pool::backend::test_backends as backends;
     use crate::pool::backend::InFlight;
     use std::sync::atomic::Ordering::Relaxed;
-
-    fn backends(n: usize) -> Vec<Arc<Backend>> {
-        (0..n)
-            .map(|i| {
-                let ep = parse_endpoint(&format!("http://h{i}:9000")).unwrap();
-                Arc::new(Backend::new(i, 0, ep, String::new()))
-            })
-            .collect()
-    }
 
     #[test]
     fn least_prefers_fewest_in_flight_then_least_recently_finished() {

@@ -63,21 +63,12 @@ fn cost(backend: &Backend, now: u64) -> (bool, f64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::endpoints::parse_endpoint;
+    use crate::pool::backend::test_backends as backends;
     use crate::pool::backend::InFlight;
     use std::time::Duration;
 
     const MS: u64 = 1_000_000;
     const NOW: u64 = 1_000 * MS;
-
-    fn backends(n: usize) -> Vec<Arc<Backend>> {
-        (0..n)
-            .map(|i| {
-                let ep = parse_endpoint(&format!("http://h{i}:9000")).unwrap();
-                Arc::new(Backend::new(i, 0, ep, String::new()))
-            })
-            .collect()
-    }
 
     fn picks(site: &[Arc<Backend>], exclude: &[usize]) -> Vec<usize> {
         let mut count = vec![0; site.len()];
