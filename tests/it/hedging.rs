@@ -76,9 +76,7 @@ fn a_late_read_is_hedged_once_and_the_late_exchange_is_closed_not_blamed() {
     assert!(served.contains(&format!("node{late_node}")), "{served:?}");
     assert!(nodes.conns(late_node) > conns);
     wait_for("the hedged request traced", LIMIT, || {
-        let out = sk.out.lock().unwrap();
-        out.iter()
-            .any(|l| l.contains(" GET /late/1 200 ") && l.ends_with(" hedged=hedge"))
+        sk.out_has(|l| l.contains(" GET /late/1 200 ") && l.ends_with(" hedged=hedge"))
     });
 }
 

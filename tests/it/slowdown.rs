@@ -118,9 +118,9 @@ fn a_slowdown_is_retried_once_on_another_node() {
     }
     promtool_check(&scrape);
     wait_for("the retried request traced", LIMIT, || {
-        let out = sk.out.lock().unwrap();
-        out.iter()
-            .any(|l| l.contains(" GET /s/whole 200 ") && l.contains(" slowdown=http://127.0.0.1:"))
+        sk.out_has(|l| {
+            l.contains(" GET /s/whole 200 ") && l.contains(" slowdown=http://127.0.0.1:")
+        })
     });
 }
 

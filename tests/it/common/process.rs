@@ -304,6 +304,11 @@ impl Sidekick {
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
+
+    /// Whether a line on stdout (the trace) satisfies `line`.
+    pub fn out_has(&self, line: impl Fn(&str) -> bool) -> bool {
+        self.out.lock().unwrap().iter().any(|l| line(l))
+    }
 }
 
 /// Collects the lines of `stream` into `lines`, showing each to `seen` first.
