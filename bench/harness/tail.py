@@ -224,8 +224,10 @@ def cost_runs(ctx, variants):
                 rps = attempt(ctx, f"tail cost / {variant.label}", one)
                 if rps is not None:
                     record(ctx, "tail_cost_rps", variant, rps)
+                    hedges = sidekick_counters(proxy).get("hedges", 0)
                     print(f"  tail   run {run + 1} cost     {variant.label:20}"
-                          f" {rps:9,.0f} req/s", flush=True)
+                          f" {rps:9,.0f} req/s  (hedges so far {hedges:,.0f})",
+                          flush=True)
     finally:
         for proxy in proxies.values():
             proxy.stop()

@@ -176,9 +176,7 @@ impl Attempts<'_> {
             let guard = InFlight::new(backend);
             trace::attempt(req, guard.backend());
             let round = match twin.take() {
-                // Boxed: it holds two exchanges, which would double every request's
-                // state, hedged or not.
-                Some(twin) => Box::pin(self.hedged(attempt, twin, guard, &failed)).await,
+                Some(twin) => self.hedged(attempt, twin, guard, &failed).await,
                 None => Round::of(attempt.send(guard.backend()).await, guard),
             };
             let mut out_of_files = false;
@@ -323,7 +321,9 @@ impl Attempts<'_> {
             b2.name
         );
         let second = InFlight::new(b2.clone());
-        let hedging = pin!(twin.send(&b2));
+        // Boxed, and only once a hedge goes out: a second exchange inline would
+        // double every request's state, hedged or not.
+        let hedging = Box::pin(twin.send(&b2));
         let (won, sent, failures) = match select(sending, hedging).await {
             Either::Left((Ok(answer), _)) => (Won::First, Ok(answer), Vec::new()),
             Either::Right((Ok(answer), _)) => (Won::Hedge, Ok(answer), Vec::new()),
