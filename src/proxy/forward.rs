@@ -1,8 +1,8 @@
 //! Sending one HTTP request to a backend: the head written by the header rules, the
 //! body as read ahead or streamed; the retry engine (`attempts`) picks the backend
 //! and retries elsewhere when that is safe. A read without a body can be sent twice
-//! at once (a hedge), and an answer shedding load (`429`, S3's `503 SlowDown`) is
-//! told to the backend's stats; SlowDown may go to another backend.
+//! at once (a hedge), and an answer shedding load (`429`, `503`) is told to the
+//! backend's stats; S3's `503 SlowDown` may go to another backend.
 
 use std::future::poll_fn;
 use std::pin::pin;
@@ -108,23 +108,23 @@ impl Attempt for Http<'_, '_> {
         })
     }
 
-    /// A `429` or a `503 SlowDown` says the backend sheds load; only SlowDown, to
-    /// an idempotent request without a body, may go to another backend (a `429` is
-    /// as often a limit on this client, which another node would enforce too).
+    /// A `429` or a `503` says the backend sheds load (p2c leaves it alone for its
+    /// `Retry-After`); only S3's `503 SlowDown`, to an idempotent request without a
+    /// body, may go to another backend (a `429` is as often a limit on this client,
+    /// which another node would enforce too). The body is looked at only then.
     async fn shedding(&mut self, answer: &mut Response, backend: &Backend) -> bool {
-        match answer.head.status {
-            // Noted as shedding when it reaches the client (`respond`).
-            StatusCode::TOO_MANY_REQUESTS => false,
-            StatusCode::SERVICE_UNAVAILABLE => {
-                if !slowdown::is_slowdown(answer, self.head_request).await {
-                    return false;
-                }
-                // Also when retried elsewhere, so it never reaches `respond`.
-                backend.stats.shedding(retry_after(&answer.head.headers));
-                self.idempotent && self.bodiless()
-            }
-            _ => false,
+        let status = answer.head.status;
+        if !matches!(
+            status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            return false;
         }
+        backend.stats.shedding(retry_after(&answer.head.headers));
+        status == StatusCode::SERVICE_UNAVAILABLE
+            && self.idempotent
+            && self.bodiless()
+            && slowdown::is_slowdown(answer, self.head_request).await
     }
 
     async fn send(&mut self, backend: &Arc<Backend>) -> Result<Response, Failed> {

@@ -1,6 +1,5 @@
 //! The client's answer from a backend's: its head as the backend sent it (less the
-//! hop-by-hop headers), its body relayed, the backend's 5xx streak kept, and its
-//! load shedding (429, 503) noted for `p2c`.
+//! hop-by-hop headers), its body relayed, and the backend's 5xx streak kept.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -13,7 +12,6 @@ use futures_util::stream;
 
 use crate::cache::fill::{Filler, Tee};
 use crate::pool::backend::{Backend, InFlight};
-use crate::pool::load::retry_after;
 use crate::pool::messages::Eject;
 use crate::proxy::relay::Relay;
 use crate::proxy::shared::Shared;
@@ -31,14 +29,6 @@ pub fn respond(
     let Response { head, body } = res;
     if shared.max_5xx > 0 {
         track_5xx(guard.backend(), head.status, shared);
-    }
-    // A backend out of room says so with 429 or 503 (S3's SlowDown, a node still
-    // starting): p2c leaves it alone for as long as it asks.
-    if matches!(
-        head.status,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    ) {
-        guard.backend().stats.shedding(retry_after(&head.headers));
     }
     let mut out = match body {
         // HEAD keeps the length of the body it would have had.
